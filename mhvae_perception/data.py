@@ -1,0 +1,434 @@
+"""Datasets for pretraining the perception models.
+
+Every dataset is returned as :class:`DatasetSplits` with three :class:`DictTensorDataset` splits
+(``train``, ``valid``, ``test``) whose items are dicts ``{modality name: float32 tensor}``:
+
+* ``"mnist"`` / ``"fashionmnist"``: ``{"image": (1, 28, 28) in {0, 1}, "label": (10,) one-hot}``.
+  Paper split: the 60,000 + 10,000 official images are pooled (70,000), permuted with ``split_seed``,
+  85 % is training (of which 10 % is validation) and 15 % is the evaluation/test split
+  (53,550 / 5,950 / 10,500). Training images are binarised *dynamically* (a fresh
+  ``torch.bernoulli`` draw every time a batch is drawn); validation and test images are binarised
+  ONCE with a fixed seed, so every evaluation sees the same binary images.
+* ``"celeba"``: ``{"image": (3, 64, 64) in [0, 1], "attributes": (18,) in {0, 1}}``. Pixels are
+  continuous intensities in [0, 1] and are modelled with a Bernoulli (BCE) likelihood, as in the
+  paper's networks. See :func:`load_celeba` for cropping and the split.
+* ``"pendulum_sound"`` / ``"hyperhot"``: ``{"image": (2, 60, 60) | (2, 80, 80), "sound": ...}`` read
+  from the environment datasets written by ``envs/datasets.py``; :attr:`DatasetSplits.normalisation`
+  carries the per-feature sound mean/std of the training split for the model config.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+DATASETS = ("mnist", "fashionmnist", "celeba", "pendulum_sound", "hyperhot")
+ENV_IDS = {"pendulum_sound": "PendulumSound-v0", "hyperhot": "Hyperhot-v0"}
+
+CELEBA_ATTRIBUTES = (
+    "Bald", "Bangs", "Black_Hair", "Blond_Hair", "Brown_Hair", "Bushy_Eyebrows", "Eyeglasses",
+    "Gray_Hair", "Heavy_Makeup", "Male", "Mouth_Slightly_Open", "Mustache", "Pale_Skin",
+    "Receding_Hairline", "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Hat",
+)
+#: Width of the full-resolution aligned CelebA images and the centre crop taken from them. The crop
+#: scales with the image width: 140x140 at 178x218, 70x70 on the 2x-downscaled 89x109 subset.
+CELEBA_FULL_WIDTH = 178
+CELEBA_CROP_AT_FULL = 140
+CELEBA_SIZE = 64
+
+TEST_FRACTION = 0.15
+VALID_FRACTION = 0.10
+EVAL_BINARISE_SEED = 1234
+
+_TV_FOLDERS = {"mnist": "MNIST", "fashionmnist": "FashionMNIST"}
+
+
+# --------------------------------------------------------------------------------------------------
+# locations
+# --------------------------------------------------------------------------------------------------
+def repo_root() -> Path:
+    """The repository root: the parent directory of the ``mhvae_perception`` package."""
+    return Path(__file__).resolve().parent.parent
+
+
+def data_root() -> Path:
+    """``$MHVAE_DATA_ROOT`` if set, else ``<repo>/data`` (git-ignored). Not created here."""
+    env = os.environ.get("MHVAE_DATA_ROOT")
+    return Path(env).expanduser() if env else repo_root() / "data"
+
+
+def shared_data_root() -> Path:
+    """Read-only shared data beside the clone: ``<repo>/../shared/data``. Never written to."""
+    return repo_root().parent / "shared" / "data"
+
+
+# --------------------------------------------------------------------------------------------------
+# generic in-memory dataset
+# --------------------------------------------------------------------------------------------------
+class DictTensorDataset(torch.utils.data.Dataset):
+    """Tensors sharing their first dimension, served as dicts.
+
+    ``uint8`` tensors are converted to float32 in [0, 1] (divided by 255) when served. Keys in
+    ``dynamic_binarise`` are served as a fresh Bernoulli sample of those intensities every time.
+    :meth:`iter_batches` is the fast path used by training (no per-item Python overhead).
+    """
+
+    def __init__(self, tensors: Dict[str, torch.Tensor], dynamic_binarise: Sequence[str] = ()):
+        sizes = {int(t.shape[0]) for t in tensors.values()}
+        if len(sizes) != 1:
+            raise ValueError(f"tensors disagree on their first dimension: { {k: tuple(v.shape) for k, v in tensors.items()} }")
+        self.tensors = dict(tensors)
+        self.dynamic_binarise = tuple(dynamic_binarise)
+        unknown = set(self.dynamic_binarise) - set(self.tensors)
+        if unknown:
+            raise ValueError(f"dynamic_binarise names unknown keys {sorted(unknown)}")
+
+    def __len__(self) -> int:
+        return int(next(iter(self.tensors.values())).shape[0])
+
+    @property
+    def shapes(self) -> Dict[str, tuple]:
+        return {k: tuple(v.shape[1:]) for k, v in self.tensors.items()}
+
+    def _serve(self, key: str, value: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+        if value.dtype == torch.uint8:
+            value = value.float().div_(255.0)
+        else:
+            value = value.float()
+        if key in self.dynamic_binarise:
+            value = torch.bernoulli(value, generator=generator)
+        return value
+
+    def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
+        return {k: self._serve(k, v[index], None) for k, v in self.tensors.items()}
+
+    def batch(self, index: torch.Tensor, generator: Optional[torch.Generator] = None) -> Dict[str, torch.Tensor]:
+        """The items at ``index`` (1-D long tensor) stacked into a batch dict."""
+        return {k: self._serve(k, v[index], generator) for k, v in self.tensors.items()}
+
+    def iter_batches(self, batch_size: int, shuffle: bool = False, generator: Optional[torch.Generator] = None,
+                     drop_last: bool = False, limit: Optional[int] = None) -> Iterator[Dict[str, torch.Tensor]]:
+        """Batches in order (or in a permutation drawn from ``generator``); the same generator drives
+        dynamic binarisation, so a generator seeded from (seed, epoch) fixes an epoch's data exactly.
+        ``limit`` caps the number of items served (a prefix of the order)."""
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        if limit is not None:
+            order = order[: int(limit)]
+        stop = len(order) - (len(order) % batch_size if drop_last else 0)
+        for start in range(0, stop, batch_size):
+            yield self.batch(order[start:start + batch_size], generator)
+
+    def num_batches(self, batch_size: int, drop_last: bool = False, limit: Optional[int] = None) -> int:
+        n = len(self) if limit is None else min(len(self), int(limit))
+        return n // batch_size if drop_last else -(-n // batch_size)
+
+    def subset(self, index) -> "DictTensorDataset":
+        index = torch.as_tensor(index, dtype=torch.long)
+        return DictTensorDataset({k: v[index] for k, v in self.tensors.items()}, self.dynamic_binarise)
+
+
+@dataclass
+class DatasetSplits:
+    name: str
+    train: DictTensorDataset
+    valid: DictTensorDataset
+    test: DictTensorDataset
+    modality_names: tuple
+    #: normalisation statistics to pass to the model config, e.g. {"sound": {"mean": [...], "std": [...]}}
+    normalisation: Optional[dict] = None
+    info: dict = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return (f"{self.name}: train {len(self.train)}, valid {len(self.valid)}, test {len(self.test)}; "
+                f"shapes {self.train.shapes}")
+
+
+def split_indices(n: int, seed: int, test_fraction: float = TEST_FRACTION,
+                  valid_fraction: float = VALID_FRACTION):
+    """Seeded permutation of ``range(n)`` cut into (train, valid, test) index tensors:
+    ``test_fraction`` of all items is test, ``valid_fraction`` of the rest is validation."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+    n_test = int(round(test_fraction * n))
+    n_trainval = n - n_test
+    n_valid = int(round(valid_fraction * n_trainval))
+    return perm[n_test + n_valid:], perm[n_test:n_test + n_valid], perm[:n_test]
+
+
+def binarise_once(images: torch.Tensor, seed: int = EVAL_BINARISE_SEED) -> torch.Tensor:
+    """Fixed Bernoulli binarisation of uint8 or [0, 1] images (for validation/test)."""
+    x = images.float().div(255.0) if images.dtype == torch.uint8 else images.float()
+    return torch.bernoulli(x, generator=torch.Generator().manual_seed(int(seed)))
+
+
+# --------------------------------------------------------------------------------------------------
+# MNIST / FashionMNIST
+# --------------------------------------------------------------------------------------------------
+def prepare_torchvision(name: str, root: Optional[os.PathLike] = None) -> Path:
+    """Make ``torchvision.datasets.MNIST/FashionMNIST(root, download=True)`` work offline.
+
+    If ``root/<MNIST|FashionMNIST>/raw`` lacks the ``.gz`` archives and the shared data folder has
+    them, copy them over (the shared folder is only read). torchvision then verifies the md5s and
+    extracts; when online and nothing is found it downloads. Returns ``root``.
+    """
+    import torchvision
+
+    name = name.lower()
+    if name not in _TV_FOLDERS:
+        raise ValueError(f"prepare_torchvision handles {sorted(_TV_FOLDERS)}, not {name!r}")
+    root = Path(root) if root is not None else data_root()
+    folder = _TV_FOLDERS[name]
+    raw = root / folder / "raw"
+    shared_raw = shared_data_root() / folder / "raw"
+    cls = getattr(torchvision.datasets, folder)
+    wanted = [Path(url).name for url, _md5 in cls.resources]
+    missing = [f for f in wanted if not (raw / f).exists()]
+    if missing and shared_raw.is_dir() and all((shared_raw / f).exists() for f in missing):
+        raw.mkdir(parents=True, exist_ok=True)
+        for f in missing:
+            tmp = raw / (f + ".part")
+            shutil.copyfile(shared_raw / f, tmp)
+            os.replace(tmp, raw / f)
+        log.info("copied %d %s archives from %s", len(missing), folder, shared_raw)
+    try:
+        for train in (True, False):
+            cls(str(root), train=train, download=True)
+    except Exception as exc:  # network failure, md5 mismatch, ...
+        raise RuntimeError(
+            f"could not prepare {folder} under {root}: {exc}. Put the four original archives "
+            f"({', '.join(wanted)}) in {raw} (or in {shared_raw}), or run once with internet access."
+        ) from exc
+    return root
+
+
+def load_mnist_like(name: str = "mnist", root: Optional[os.PathLike] = None, split_seed: int = 0) -> DatasetSplits:
+    import torchvision
+
+    name = name.lower()
+    root = prepare_torchvision(name, root)
+    cls = getattr(torchvision.datasets, _TV_FOLDERS[name])
+    parts = [cls(str(root), train=t, download=False) for t in (True, False)]
+    images = torch.cat([p.data for p in parts]).to(torch.uint8).unsqueeze(1)  # (70000, 1, 28, 28)
+    targets = torch.cat([torch.as_tensor(p.targets) for p in parts]).long()
+    labels = torch.nn.functional.one_hot(targets, 10).float()
+    tr, va, te = split_indices(len(images), split_seed)
+    train = DictTensorDataset({"image": images[tr], "label": labels[tr]}, dynamic_binarise=("image",))
+    valid = DictTensorDataset({"image": binarise_once(images[va], EVAL_BINARISE_SEED), "label": labels[va]})
+    test = DictTensorDataset({"image": binarise_once(images[te], EVAL_BINARISE_SEED + 1), "label": labels[te]})
+    return DatasetSplits(name, train, valid, test, ("image", "label"),
+                         info={"root": str(root), "split_seed": split_seed, "pooled": len(images),
+                               "targets": {"train": targets[tr], "valid": targets[va], "test": targets[te]}})
+
+
+# --------------------------------------------------------------------------------------------------
+# CelebA
+# --------------------------------------------------------------------------------------------------
+def find_celeba_dir(celeba_dir: Optional[os.PathLike] = None) -> Path:
+    """``celeba_dir`` if given, else ``<data root>/celeba`` if it exists, else the shared folder."""
+    if celeba_dir is not None:
+        return Path(celeba_dir)
+    own = data_root() / "celeba"
+    if own.exists():
+        return own
+    shared = shared_data_root() / "celeba"
+    return shared if shared.exists() else own
+
+
+def _celeba_layout_error(path: Path, what: str) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"CelebA: {what} not found at {path}. Put the official aligned CelebA files in that folder: "
+        f"img_align_celeba/ (the *.jpg faces, all 202,599 or any subset), list_attr_celeba.txt and "
+        f"list_eval_partition.txt (from the CelebA 'Anno' and 'Eval' folders), or set MHVAE_DATA_ROOT "
+        f"to a root whose celeba/ folder has them.")
+
+
+def read_celeba_attributes(path: Path):
+    """(filenames, header names, int8 array (N, 40) of +-1) from ``list_attr_celeba.txt``."""
+    with open(path) as f:
+        lines = f.read().splitlines()
+    header = lines[1].split()
+    names, rows = [], []
+    for line in lines[2:]:
+        parts = line.split()
+        if not parts:
+            continue
+        names.append(parts[0])
+        rows.append(parts[1:])
+    return names, header, np.asarray(rows, dtype=np.int8)
+
+
+def read_celeba_partition(path: Path) -> Dict[str, int]:
+    out = {}
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 2:
+                out[parts[0]] = int(parts[1])
+    return out
+
+
+def celeba_crop_size(width: int) -> int:
+    """Side of the square centre crop for an aligned CelebA image of this width (scales with it)."""
+    return max(1, int(round(CELEBA_CROP_AT_FULL * width / CELEBA_FULL_WIDTH)))
+
+
+def preprocess_celeba_image(path: Path, size: int = CELEBA_SIZE) -> np.ndarray:
+    """Centre crop (size from :func:`celeba_crop_size`) then resize to ``size`` x ``size`` RGB; uint8 (3, size, size)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        c = celeba_crop_size(w)
+        left, top = (w - c) // 2, (h - c) // 2
+        im = im.crop((left, top, left + c, top + c)).resize((size, size), Image.BILINEAR)
+        return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+def load_celeba(celeba_dir: Optional[os.PathLike] = None, split_seed: int = 0, cache_dir: Optional[os.PathLike] = None,
+                size: int = CELEBA_SIZE) -> DatasetSplits:
+    """Read aligned CelebA from ``celeba_dir`` (official layout), using the images actually present.
+
+    Images: centre crop of ``celeba_crop_size(width)`` (140x140 at the full 178x218, 70x70 on the
+    89x109 subset) resized to 64x64 RGB, pixels in [0, 1] (Bernoulli/BCE likelihood). Attributes: the
+    paper's 18 (:data:`CELEBA_ATTRIBUTES`) as 0/1. Split: the official partition when the present
+    images include official test images, else a ``split_seed``-ed 85/15 split with 10 % of the
+    training part as validation. The preprocessed uint8 tensors are cached under
+    ``<data root>/cache/`` (keyed by the file list, crop and size) so later epochs/runs are fast.
+    """
+    d = find_celeba_dir(celeba_dir)
+    img_dir, attr_path, part_path = d / "img_align_celeba", d / "list_attr_celeba.txt", d / "list_eval_partition.txt"
+    if not d.is_dir():
+        raise _celeba_layout_error(d, "the CelebA folder")
+    if not attr_path.is_file():
+        raise _celeba_layout_error(attr_path, "the attribute file list_attr_celeba.txt")
+    if not img_dir.is_dir():
+        raise _celeba_layout_error(img_dir, "the image folder img_align_celeba/")
+    present = sorted(f for f in os.listdir(img_dir) if f.lower().endswith((".jpg", ".png")))
+    names, header, attrs = read_celeba_attributes(attr_path)
+    row_of = {n: i for i, n in enumerate(names)}
+    present = [f for f in present if f in row_of]
+    if not present:
+        raise _celeba_layout_error(img_dir, "any image listed in list_attr_celeba.txt")
+    missing_attr = [a for a in CELEBA_ATTRIBUTES if a not in header]
+    if missing_attr:
+        raise ValueError(f"{attr_path} lacks attributes {missing_attr}")
+    cols = [header.index(a) for a in CELEBA_ATTRIBUTES]
+    attributes = torch.from_numpy((attrs[[row_of[f] for f in present]][:, cols] > 0).astype(np.float32))
+
+    key = hashlib.sha1(("\n".join(present) + f"|{size}|{CELEBA_CROP_AT_FULL}/{CELEBA_FULL_WIDTH}|bilinear").encode()).hexdigest()[:16]
+    cache_dir = Path(cache_dir) if cache_dir is not None else data_root() / "cache"
+    cache = cache_dir / f"celeba{size}_{len(present)}_{key}.pt"
+    if cache.is_file():
+        images = torch.load(cache, weights_only=True)["images"]
+    else:
+        log.info("CelebA: preprocessing %d images from %s (cached to %s)", len(present), img_dir, cache)
+        images = torch.from_numpy(np.stack([preprocess_celeba_image(img_dir / f, size) for f in present]))
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".pt.part%d" % os.getpid())
+        torch.save({"images": images, "files": present}, tmp)
+        os.replace(tmp, cache)
+
+    partition = read_celeba_partition(part_path) if part_path.is_file() else {}
+    parts = np.asarray([partition.get(f, -1) for f in present])
+    if (parts == 2).any() and (parts == 0).any():
+        scheme = "official partition"
+        tr, va, te = (torch.from_numpy(np.nonzero(parts == p)[0]) for p in (0, 1, 2))
+        if len(va) == 0:  # no official validation images present: carve 10 % of train
+            g = torch.Generator().manual_seed(int(split_seed))
+            perm = tr[torch.randperm(len(tr), generator=g)]
+            n_va = int(round(VALID_FRACTION * len(tr)))
+            va, tr = perm[:n_va], perm[n_va:]
+    else:
+        scheme = f"seeded 85/15 split (seed {split_seed}); no official test images present"
+        tr, va, te = split_indices(len(present), split_seed)
+    msg = (f"CelebA: found {len(present)} images in {img_dir} ({int((parts == 0).sum())} official train, "
+           f"{int((parts == 1).sum())} valid, {int((parts == 2).sum())} test); using {scheme}: "
+           f"train {len(tr)}, valid {len(va)}, test {len(te)}")
+    log.info(msg)
+    print(msg)
+
+    def make(idx):
+        return DictTensorDataset({"image": images[idx], "attributes": attributes[idx]})
+
+    return DatasetSplits("celeba", make(tr), make(va), make(te), ("image", "attributes"),
+                         info={"dir": str(d), "found": len(present), "split": scheme, "cache": str(cache),
+                               "attributes": CELEBA_ATTRIBUTES})
+
+
+# --------------------------------------------------------------------------------------------------
+# environment datasets (PendulumSound, Hyperhot)
+# --------------------------------------------------------------------------------------------------
+def env_dataset_path(name: str) -> Path:
+    return data_root() / "envs" / f"{ENV_IDS[name]}.npz"
+
+
+def _load_env_arrays(path: Path) -> dict:
+    try:
+        from envs.datasets import load_dataset as env_load_dataset  # written by the envs owner
+    except ImportError:
+        env_load_dataset = None
+    if env_load_dataset is not None:
+        return env_load_dataset(path)
+    with np.load(path, allow_pickle=True) as z:  # same contract, read directly
+        out = {k: z[k] for k in z.files}
+    if "metadata" in out and isinstance(out["metadata"], np.ndarray) and out["metadata"].dtype == object:
+        out["metadata"] = out["metadata"].item()
+    return out
+
+
+def sound_statistics(sound: torch.Tensor, min_std: float = 1e-6) -> dict:
+    """Per-feature mean/std over the first (sample) axis, as nested lists (JSON/config friendly)."""
+    mean = sound.double().mean(0)
+    std = sound.double().std(0, unbiased=False).clamp_min(min_std)
+    return {"mean": mean.float().tolist(), "std": std.float().tolist()}
+
+
+def load_env_dataset(name: str, path: Optional[os.PathLike] = None, split_seed: int = 0) -> DatasetSplits:
+    """Image+sound dataset of an environment; 10 % of the training part is held out for validation,
+    the file's test part is the test split. Normalisation statistics come from the training split only."""
+    path = Path(path) if path is not None else env_dataset_path(name)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{name}: environment dataset {path} not found. Generate it with envs/datasets.py "
+            f"(env id {ENV_IDS[name]}) or pass its path.")
+    arrays = _load_env_arrays(path)
+    image = torch.as_tensor(np.asarray(arrays["train_image"], dtype=np.float32))
+    sound = torch.as_tensor(np.asarray(arrays["train_sound"], dtype=np.float32))
+    g = torch.Generator().manual_seed(int(split_seed))
+    perm = torch.randperm(len(image), generator=g)
+    n_va = int(round(VALID_FRACTION * len(image)))
+    va, tr = perm[:n_va], perm[n_va:]
+    train = DictTensorDataset({"image": image[tr], "sound": sound[tr]})
+    valid = DictTensorDataset({"image": image[va], "sound": sound[va]})
+    test = DictTensorDataset({
+        "image": torch.as_tensor(np.asarray(arrays["test_image"], dtype=np.float32)),
+        "sound": torch.as_tensor(np.asarray(arrays["test_sound"], dtype=np.float32)),
+    })
+    norm = {"sound": sound_statistics(sound[tr])}
+    return DatasetSplits(name, train, valid, test, ("image", "sound"), normalisation=norm,
+                         info={"path": str(path), "metadata": arrays.get("metadata", {})})
+
+
+# --------------------------------------------------------------------------------------------------
+def load_dataset(name: str, split_seed: int = 0, root: Optional[os.PathLike] = None,
+                 path: Optional[os.PathLike] = None) -> DatasetSplits:
+    """Load one of :data:`DATASETS`. ``root``: torchvision root for MNIST-like data (default data root);
+    ``path``: CelebA folder or environment ``.npz`` (defaults described in each loader)."""
+    name = name.lower()
+    if name in _TV_FOLDERS:
+        return load_mnist_like(name, root, split_seed)
+    if name == "celeba":
+        return load_celeba(path, split_seed)
+    if name in ENV_IDS:
+        return load_env_dataset(name, path, split_seed)
+    raise ValueError(f"unknown dataset {name!r}; choose from {DATASETS}")
