@@ -1,0 +1,276 @@
+"""Hyperhot: a small Space-Invaders-like shooter observed through an image and a 4-microphone sound sensor."""
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from envs.common import N_STACK, FrameStack, HumanViewer, check_discrete_action
+
+# Screen (pixels, x to the right, y downwards).
+WIDTH, HEIGHT = 160, 210
+SHIP_W, SHIP_H = 24, 8
+SHIP_BOTTOM = HEIGHT - 22  # the ship's bottom edge is 22 px above the screen's bottom
+SHIP_TOP = SHIP_BOTTOM - SHIP_H
+SHIP_SPEED = 5
+SHIP_X_MIN, SHIP_X_MAX = 10, 130  # range of the ship's left edge
+SHIP_X_START = (WIDTH - SHIP_W) // 2
+BULLET = 6  # bullets are BULLET x BULLET squares
+BULLET_SPEED = 6
+N_ENEMIES = 4
+ENEMY_R = 8
+ENEMY_Y = 40
+ENEMY_X_START = (32, 64, 96, 128)
+ENEMY_SPEED = 1
+FIRE_EVERY = 6
+MAX_ENEMY_BULLETS = 4
+
+# Image: 2x downsampling (max-pool), rows CROP_TOP..CROP_TOP+160 of the full frame -> 80x80.
+CROP_TOP = 30
+IMG = 80
+
+# Sound.
+SAMPLE_RATE = 44_100
+N_SAMPLES = 1047
+DECAY = 0.025  # amplitude exp(-DECAY * distance in pixels)
+# Frequency groups: player bullet, enemies 0-1, enemies 2-3, enemy bullets.
+FREQS = np.array([466.16, 261.63, 329.63, 392.00])
+ENEMY_GROUP = np.array([1, 1, 2, 2])
+MIC_Y = (SHIP_TOP + SHIP_BOTTOM) / 2  # height of the two microphones carried by the ship
+
+ACTIONS = ("noop", "left", "right", "shoot", "shoot+left", "shoot+right")
+_MOVE = (0, -1, 1, 0, -1, 1)
+_SHOOT = (False, False, False, True, True, True)
+
+_DISK_OFF = np.arange(-ENEMY_R, ENEMY_R + 1)
+_DISK = (_DISK_OFF[:, None] ** 2 + _DISK_OFF[None, :] ** 2) <= ENEMY_R**2
+
+
+def square_waves(freqs: np.ndarray, start_sample: int, n: int = N_SAMPLES, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """±1 square waves sign(sin(2π f t)) (+1 at zero) for samples ``start_sample ..`` of a clock starting at 0.
+
+    Using one global sample clock makes each tone's phase continuous across steps. Shape (len(freqs), n).
+    """
+    t = (start_sample + np.arange(n)) / rate
+    phase = np.mod(np.outer(freqs, t), 1.0)
+    return np.where(phase < 0.5, 1.0, -1.0)
+
+
+def mix(mics: np.ndarray, sources: np.ndarray, groups: np.ndarray, waves: np.ndarray) -> np.ndarray:
+    """Sum over sources of exp(-DECAY·d) · wave[group] at each microphone, clipped to [-1, 1].
+
+    :param mics: (n_mics, 2) positions; :param sources: (n_src, 2) positions; :param groups: (n_src,) indices
+    into the rows of ``waves`` (n_groups, n_samples). Returns float32 (n_mics, n_samples).
+    """
+    if len(sources) == 0:
+        return np.zeros((len(mics), waves.shape[1]), dtype=np.float32)
+    d = np.sqrt(((mics[:, None, :] - sources[None, :, :]) ** 2).sum(-1))  # (n_mics, n_src)
+    amp = np.exp(-DECAY * d)
+    weights = np.zeros((len(mics), len(waves)))
+    np.add.at(weights.T, groups, amp.T)  # weights[m, g] = sum of amplitudes of the sources in group g
+    return np.clip(weights @ waves, -1.0, 1.0).astype(np.float32)
+
+
+class HyperhotEnv(gym.Env[dict[str, np.ndarray], int]):
+    """Shoot the four enemies before they hit you; observed as ``{"image": (2, 80, 80), "sound": (2, 4, 1047)}``.
+
+    Rewards: +10 (terminated) when the last enemy dies, -1 (terminated) when an enemy bullet hits the ship,
+    -1 (truncated) when ``time_limit`` steps have passed; 0 otherwise (also for killing one enemy). If the ship
+    is hit in the step that kills the last enemy, the hit wins (-1).
+
+    :param render_mode: ``None``, ``"rgb_array"`` (420x320x3 uint8 colour view) or ``"human"`` (pygame).
+    :param time_limit: episode length limit in steps.
+    """
+
+    metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 30}
+
+    def __init__(self, render_mode: str | None = None, time_limit: int = 450) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        self.render_mode = render_mode
+        self.time_limit = int(time_limit)
+        self.action_space = spaces.Discrete(len(ACTIONS))
+        self.observation_space = spaces.Dict(
+            {
+                "image": spaces.Box(0.0, 1.0, shape=(N_STACK, IMG, IMG), dtype=np.float32),
+                "sound": spaces.Box(-1.0, 1.0, shape=(N_STACK, 4, N_SAMPLES), dtype=np.float32),
+            }
+        )
+        self._images = FrameStack((IMG, IMG))
+        self._sounds = FrameStack((4, N_SAMPLES))
+        self._canvas = np.zeros((2 * IMG, WIDTH), dtype=bool)
+        self._viewer: HumanViewer | None = None
+        # Game state (public so that tests and tools can set up situations).
+        self.player_x = SHIP_X_START
+        self.player_bullet: np.ndarray | None = None  # top-left (x, y)
+        self.enemy_x = np.array(ENEMY_X_START, dtype=np.int64)
+        self.enemy_alive = np.ones(N_ENEMIES, dtype=bool)
+        self.enemy_dir = 1
+        self.enemy_bullets = np.zeros((N_ENEMIES, 2), dtype=np.int64)  # top-left (x, y), one slot per enemy
+        self.enemy_bullet_active = np.zeros(N_ENEMIES, dtype=bool)
+        self.steps = 0
+        self.sample_clock = 0  # index of the first audio sample of the current frame
+
+    # --- sensors -------------------------------------------------------------------------------------------
+    def _rect(self, canvas: np.ndarray, x: int, y: int, w: int, h: int) -> None:
+        y0, y1 = max(y - CROP_TOP, 0), min(y + h - CROP_TOP, canvas.shape[0])
+        x0, x1 = max(x, 0), min(x + w, WIDTH)
+        if y0 < y1 and x0 < x1:
+            canvas[y0:y1, x0:x1] = True
+
+    def _draw(self, canvas: np.ndarray) -> None:
+        """Binary drawing of rows CROP_TOP..CROP_TOP+canvas_height of the full-resolution frame."""
+        canvas[:] = False
+        self._rect(canvas, self.player_x, SHIP_TOP, SHIP_W, SHIP_H)
+        if self.player_bullet is not None:
+            self._rect(canvas, int(self.player_bullet[0]), int(self.player_bullet[1]), BULLET, BULLET)
+        for i in np.flatnonzero(self.enemy_bullet_active):
+            self._rect(canvas, int(self.enemy_bullets[i, 0]), int(self.enemy_bullets[i, 1]), BULLET, BULLET)
+        cy = ENEMY_Y - ENEMY_R - CROP_TOP
+        for x in self.enemy_x[self.enemy_alive]:
+            x0 = int(x) - ENEMY_R
+            lo, hi = max(x0, 0), min(x0 + 2 * ENEMY_R + 1, WIDTH)
+            canvas[cy : cy + 2 * ENEMY_R + 1, lo:hi] |= _DISK[:, lo - x0 : hi - x0]
+
+    def _image_frame(self) -> np.ndarray:
+        self._draw(self._canvas)
+        return self._canvas.reshape(IMG, 2, IMG, 2).any(axis=(1, 3)).astype(np.float32)
+
+    def microphones(self) -> np.ndarray:
+        """(4, 2) microphone positions: bottom-left, bottom-right corners, ship's left and right edges."""
+        return np.array(
+            [[0.0, HEIGHT], [WIDTH, HEIGHT], [self.player_x, MIC_Y], [self.player_x + SHIP_W, MIC_Y]]
+        )
+
+    def sources(self) -> tuple[np.ndarray, np.ndarray]:
+        """Centres (n, 2) of the sound sources present and their frequency-group indices (into ``FREQS``)."""
+        pos, groups = [], []
+        if self.player_bullet is not None:
+            pos.append(self.player_bullet + BULLET / 2)
+            groups.append(0)
+        for i in np.flatnonzero(self.enemy_alive):
+            pos.append((self.enemy_x[i], ENEMY_Y))
+            groups.append(ENEMY_GROUP[i])
+        for i in np.flatnonzero(self.enemy_bullet_active):
+            pos.append(self.enemy_bullets[i] + BULLET / 2)
+            groups.append(3)
+        return np.asarray(pos, dtype=np.float64).reshape(-1, 2), np.asarray(groups, dtype=np.int64)
+
+    def _sound_frame(self) -> np.ndarray:
+        pos, groups = self.sources()
+        return mix(self.microphones(), pos, groups, square_waves(FREQS, self.sample_clock))
+
+    def _obs(self, first: bool) -> dict[str, np.ndarray]:
+        if first:
+            return {"image": self._images.reset(self._image_frame()), "sound": self._sounds.reset(self._sound_frame())}
+        return {"image": self._images.push(self._image_frame()), "sound": self._sounds.push(self._sound_frame())}
+
+    # --- Gymnasium API -------------------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Start a new game; the enemies' initial direction is drawn from ``np_random``."""
+        super().reset(seed=seed)
+        self.player_x = SHIP_X_START
+        self.player_bullet = None
+        self.enemy_x = np.array(ENEMY_X_START, dtype=np.int64)
+        self.enemy_alive[:] = True
+        self.enemy_dir = int(self.np_random.choice([-1, 1]))
+        self.enemy_bullet_active[:] = False
+        self.steps = 0
+        self.sample_clock = 0
+        obs = self._obs(first=True)
+        if self.render_mode == "human":
+            self.render()
+        return obs, {}
+
+    def _hits_ship(self, bx: int, by: int) -> bool:
+        return bx < self.player_x + SHIP_W and self.player_x < bx + BULLET and by < SHIP_BOTTOM and SHIP_TOP < by + BULLET
+
+    def step(self, action: int):
+        """Move, shoot, advance bullets and enemies, resolve collisions; see the class docstring for rewards."""
+        a = check_discrete_action(action, self.action_space)
+        self.steps += 1
+        # 1. ship
+        self.player_x = int(np.clip(self.player_x + _MOVE[a] * SHIP_SPEED, SHIP_X_MIN, SHIP_X_MAX))
+        # 2. bullets already in flight
+        if self.player_bullet is not None:
+            self.player_bullet[1] -= BULLET_SPEED
+            if self.player_bullet[1] + BULLET <= 0:
+                self.player_bullet = None
+        self.enemy_bullets[self.enemy_bullet_active, 1] += BULLET_SPEED
+        self.enemy_bullet_active &= self.enemy_bullets[:, 1] < HEIGHT
+        # 3. new player bullet (at most one on screen), from the ship's top centre
+        if _SHOOT[a] and self.player_bullet is None:
+            self.player_bullet = np.array([self.player_x + SHIP_W // 2 - BULLET // 2, SHIP_TOP - BULLET], dtype=np.int64)
+        # 4. enemies move together and reverse at the screen borders
+        if self.enemy_alive.any():
+            self.enemy_x += self.enemy_dir * ENEMY_SPEED
+            alive_x = self.enemy_x[self.enemy_alive]
+            if (self.enemy_dir < 0 and alive_x.min() - ENEMY_R <= 0) or (
+                self.enemy_dir > 0 and alive_x.max() + ENEMY_R >= WIDTH
+            ):
+                self.enemy_dir = -self.enemy_dir
+        # 5. every FIRE_EVERY steps, a random living enemy without a bullet in flight fires
+        if self.steps % FIRE_EVERY == 0 and self.enemy_bullet_active.sum() < MAX_ENEMY_BULLETS:
+            candidates = np.flatnonzero(self.enemy_alive & ~self.enemy_bullet_active)
+            if len(candidates):
+                i = int(candidates[self.np_random.integers(len(candidates))])
+                self.enemy_bullets[i] = (self.enemy_x[i] - BULLET // 2, ENEMY_Y + ENEMY_R)
+                self.enemy_bullet_active[i] = True
+        # 6. collisions: player bullet vs enemies (circle / square), enemy bullets vs ship
+        if self.player_bullet is not None:
+            bx, by = self.player_bullet
+            nx = np.clip(self.enemy_x, bx, bx + BULLET)
+            ny = np.clip(ENEMY_Y, by, by + BULLET)
+            hit = self.enemy_alive & ((nx - self.enemy_x) ** 2 + (ny - ENEMY_Y) ** 2 < ENEMY_R**2)
+            if hit.any():
+                self.enemy_alive[np.flatnonzero(hit)[0]] = False
+                self.player_bullet = None
+        ship_hit = any(self._hits_ship(*self.enemy_bullets[i]) for i in np.flatnonzero(self.enemy_bullet_active))
+        # 7. outcome
+        reward, terminated = 0.0, False
+        if ship_hit:
+            reward, terminated = -1.0, True
+        elif not self.enemy_alive.any():
+            reward, terminated = 10.0, True
+        truncated = not terminated and self.steps >= self.time_limit
+        if truncated:
+            reward = -1.0
+        self.sample_clock += N_SAMPLES
+        obs = self._obs(first=False)
+        if self.render_mode == "human":
+            self.render()
+        return obs, reward, terminated, truncated, {"enemies_alive": int(self.enemy_alive.sum())}
+
+    def render(self) -> np.ndarray | None:
+        """Colour view of the full 210x160 screen, scaled 2x: (420, 320, 3) uint8."""
+        if self.render_mode is None:
+            gym.logger.warn('render() called without a render_mode; use render_mode="rgb_array" or "human"')
+            return None
+        frame = np.zeros((HEIGHT, WIDTH, 3), dtype=np.uint8)
+        frame[SHIP_TOP:SHIP_BOTTOM, self.player_x : self.player_x + SHIP_W] = (80, 220, 80)
+        colours = ((230, 120, 60), (230, 120, 60), (200, 90, 220), (200, 90, 220))
+        for i in np.flatnonzero(self.enemy_alive):
+            x0 = int(self.enemy_x[i]) - ENEMY_R
+            lo, hi = max(x0, 0), min(x0 + 2 * ENEMY_R + 1, WIDTH)
+            sub = frame[ENEMY_Y - ENEMY_R : ENEMY_Y + ENEMY_R + 1, lo:hi]
+            sub[_DISK[:, lo - x0 : hi - x0]] = colours[i]
+        if self.player_bullet is not None:
+            x, y = (int(v) for v in self.player_bullet)
+            frame[max(y, 0) : max(y + BULLET, 0), max(x, 0) : x + BULLET] = (255, 255, 255)
+        for i in np.flatnonzero(self.enemy_bullet_active):
+            x, y = (int(v) for v in self.enemy_bullets[i])
+            frame[max(y, 0) : y + BULLET, max(x, 0) : x + BULLET] = (250, 60, 60)
+        frame = frame.repeat(2, axis=0).repeat(2, axis=1)
+        if self.render_mode == "human":
+            if self._viewer is None:
+                self._viewer = HumanViewer("Hyperhot-v0", self.metadata["render_fps"])
+            self._viewer.show(frame)
+            return None
+        return frame
+
+    def close(self) -> None:
+        if self._viewer is not None:
+            self._viewer.close()
+            self._viewer = None
