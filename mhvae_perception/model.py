@@ -1,0 +1,355 @@
+"""The MHVAE (Vasco, Melo & Paiva 2020) and the interface it shares with the baselines.
+
+Generative model:  p(z_c) prod_i p(z_i | z_c) p(x_i | z_i),  p(z_c) = N(0, I).
+Inference model:   q(z_c | h^d) prod_i q(z_i | x_i),  h^d = d * h  (modality representation dropout).
+
+Mask convention: ``keep[b, i] == True`` means modality i's hidden representation h_i is kept for data point
+b; ``False`` means it is *dropped*, i.e. replaced by zeros before the core encoder. Encoding from a subset of
+modalities is exactly the same operation with the absent modalities dropped.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, NamedTuple, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .distributions import (Likelihood, gaussian_kl, gaussian_log_prob, reparameterise,
+                            standard_normal_kl, standard_normal_log_prob)
+from .networks import build_modality_networks, mlp
+from .specs import ModelConfig, check_subset
+
+Batch = Mapping[str, "torch.Tensor | np.ndarray"]
+
+
+class Query(NamedTuple):
+    """One importance-sampling question: estimate log p(x_targets) with a proposal that sees ``inputs``."""
+
+    inputs: tuple[str, ...]
+    targets: tuple[str, ...]
+
+
+def canonical_queries(queries: Sequence[Query], names: Sequence[str]) -> list[Query]:
+    """Checked queries with their subsets in the model's modality order."""
+    return [Query(check_subset(q[0], names, "inputs"), check_subset(q[1], names, "targets")) for q in queries]
+
+
+@dataclass
+class LossOutput:
+    """``loss`` is minimised; ``terms`` are detached scalars for logging."""
+
+    loss: torch.Tensor
+    terms: dict[str, torch.Tensor]
+
+
+def warmup_scale(epoch: float, warmup_epochs: float) -> float:
+    """Linear warm-up from 0 at epoch 0 to 1 at ``warmup_epochs`` (1 throughout when it is 0)."""
+    if warmup_epochs <= 0:
+        return 1.0
+    return float(min(1.0, max(0.0, epoch / warmup_epochs)))
+
+
+class MultimodalVAE(nn.Module):
+    """What every model offers: input checking and normalisation, encode any subset, decode, sample,
+    cross-modal generation, a training loss, an ELBO and importance weights for the estimators."""
+
+    top_latent_dim: int
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.modality_names: tuple[str, ...] = config.modality_names
+        self.likelihoods = nn.ModuleDict({m.name: Likelihood(m.likelihood, m.shape) for m in config.modalities})
+        for m in config.modalities:
+            mean, std = (0.0, 1.0) if m.normalisation is None else (m.normalisation.mean, m.normalisation.std)
+            mean_t = torch.as_tensor(np.asarray(mean, dtype=np.float32)).expand(m.shape).clone()
+            std_t = torch.as_tensor(np.asarray(std, dtype=np.float32)).expand(m.shape).clone()
+            if not torch.all(std_t > 0):
+                raise ValueError(f"modality {m.name!r}: normalisation std must be > 0 everywhere")
+            self.register_buffer(f"norm_mean_{m.name}", mean_t)
+            self.register_buffer(f"norm_std_{m.name}", std_t)
+
+    # ----------------------------------------------------------------- inputs
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def prepare(self, batch: Batch, subset: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """Check a batch dict and return it normalised, as float tensors on the model's device.
+
+        Raises a ValueError/TypeError naming the problem for unknown or missing modalities, an empty batch
+        dict, wrong shapes or dtypes, mismatched batch sizes and NaN/inf values.
+        """
+        if not isinstance(batch, Mapping):
+            raise TypeError(f"expected a dict of modality name -> batch tensor, got {type(batch).__name__}")
+        names = check_subset(tuple(batch), self.modality_names, "the batch")
+        if subset is not None:
+            missing = [n for n in subset if n not in batch]
+            if missing:
+                raise ValueError(f"the batch lacks modality {missing[0]!r}, which this call needs")
+        out: dict[str, torch.Tensor] = {}
+        batch_size = None
+        for name in names:
+            spec = self.config.modality(name)
+            x = batch[name]
+            if isinstance(x, np.ndarray):
+                x = torch.from_numpy(x)
+            if not isinstance(x, torch.Tensor):
+                raise TypeError(f"modality {name!r}: expected a tensor or numpy array, got {type(x).__name__}")
+            if not x.is_floating_point():
+                raise TypeError(f"modality {name!r}: expected floating-point values, got dtype {x.dtype}; "
+                                f"convert it with .float() (images in [0, 1], labels one-hot)")
+            if tuple(x.shape[1:]) != spec.shape or x.dim() != len(spec.shape) + 1:
+                raise ValueError(f"modality {name!r}: expected shape (batch, {', '.join(map(str, spec.shape))}), "
+                                 f"got {tuple(x.shape)}; add a batch dimension with x[None] for one observation")
+            if batch_size is None:
+                batch_size = x.shape[0]
+            elif x.shape[0] != batch_size:
+                raise ValueError(f"modality {name!r} has batch size {x.shape[0]}, others have {batch_size}")
+            if not torch.isfinite(x).all():
+                raise ValueError(f"modality {name!r} contains NaN or inf values; clean the input before encoding")
+            x = x.to(device=self.device, dtype=torch.float32)
+            out[name] = (x - getattr(self, f"norm_mean_{name}")) / getattr(self, f"norm_std_{name}")
+        return out
+
+    def denormalise(self, name: str, value: torch.Tensor) -> torch.Tensor:
+        return value * getattr(self, f"norm_std_{name}") + getattr(self, f"norm_mean_{name}")
+
+    # ------------------------------------------------------- model interface
+    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar) of the top latent's posterior given whichever modalities ``batch`` holds."""
+        raise NotImplementedError
+
+    def decode_params(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Likelihood parameters (normalised scale) of every modality for top latents ``z``."""
+        raise NotImplementedError
+
+    def loss(self, batch: Batch, epoch: float = 0.0) -> LossOutput:
+        raise NotImplementedError
+
+    def elbo(self, batch: Batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def log_importance_weights(self, batch: Batch, queries: Sequence[Query], num_samples: int
+                               ) -> dict[Query, torch.Tensor]:
+        """log w of ``num_samples`` proposals per data point, shape (K, B), for each query."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------ shared helpers
+    def decode(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Mean of p(x_i | z) for every modality, in raw (un-normalised) units."""
+        params = self.decode_params(z)
+        return {n: self.denormalise(n, self.likelihoods[n].mean(p)) for n, p in params.items()}
+
+    @torch.no_grad()
+    def reconstruct(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Every modality decoded from the posterior mean given the modalities in ``batch``."""
+        mu, _ = self.encode(batch)
+        return self.decode(mu)
+
+    @torch.no_grad()
+    def sample(self, n: int) -> dict[str, torch.Tensor]:
+        """Decoded means for ``n`` top latents drawn from the prior N(0, I)."""
+        return self.decode(torch.randn(n, self.top_latent_dim, device=self.device))
+
+    @torch.no_grad()
+    def generate(self, batch: Batch, n_per_input: int = 1) -> dict[str, torch.Tensor]:
+        """Cross-modal generation: z ~ q(z | given modalities), decode all; shape (n_per_input * B, ...)."""
+        mu, logvar = self.encode(batch)
+        z = reparameterise(mu, logvar, n_per_input).reshape(-1, mu.shape[-1])
+        return self.decode(z)
+
+    def _recon_log_prob(self, name: str, z: torch.Tensor, x: torch.Tensor, decoder: nn.Module) -> torch.Tensor:
+        """log p(x | z) for z of shape (..., B, d): decodes all leading dims in one pass."""
+        lead = z.shape[:-1]
+        params = decoder(z.reshape(-1, z.shape[-1]))
+        params = params.reshape(*lead, *params.shape[1:])
+        return self.likelihoods[name].log_prob(params, x)
+
+
+class MHVAE(MultimodalVAE):
+    """Multimodal hierarchical VAE with modality representation dropout (any number of modalities)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.top_latent_dim = config.core.latent_dim
+        core = config.core
+        self.encoders = nn.ModuleDict()
+        self.posterior_heads = nn.ModuleDict()
+        self.decoders = nn.ModuleDict()
+        self.prior_heads = nn.ModuleDict()
+        hidden_total = 0
+        for m in config.modalities:
+            nets = build_modality_networks(m.network, m.shape, m.network_kwargs)
+            self.encoders[m.name] = nets.encoder
+            self.posterior_heads[m.name] = nn.Linear(nets.hidden_dim, 2 * m.latent_dim)
+            self.decoders[m.name] = nets.make_decoder(m.latent_dim)
+            hidden_total += nets.hidden_dim
+        self.core_encoder = nn.Sequential(
+            mlp([hidden_total, *core.hidden], core.activation, core.batchnorm) if core.hidden else nn.Identity(),
+            nn.Linear(core.hidden[-1] if core.hidden else hidden_total, 2 * core.latent_dim))
+        self.core_decoder = (mlp([core.latent_dim, *core.hidden[::-1]], core.activation, core.batchnorm)
+                             if core.hidden else nn.Identity())
+        for m in config.modalities:
+            self.prior_heads[m.name] = nn.Linear(core.hidden[0] if core.hidden else core.latent_dim, 2 * m.latent_dim)
+        self.hidden_dims = {n: self.posterior_heads[n].in_features for n in self.modality_names}
+        self.register_buffer("drop_probs", torch.tensor([m.dropout for m in config.modalities]))
+
+    # ------------------------------------------------------------ pieces
+    def _split(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lo, hi = self.config.logvar_clamp
+        mu, logvar = params.chunk(2, dim=-1)
+        return mu, logvar.clamp(lo, hi)
+
+    def modality_posterior(self, name: str, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """h_i and (mu, logvar) of q(z_i | x_i) for a normalised batch ``x``."""
+        h = self.encoders[name](x)
+        return h, self._split(self.posterior_heads[name](h))
+
+    def core_posterior(self, hidden: Mapping[str, torch.Tensor], keep: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z_c | h^d): absent modalities and those with ``keep[:, i] == False`` contribute zeros."""
+        ref = next(iter(hidden.values()))
+        parts = []
+        for i, name in enumerate(self.modality_names):
+            if name in hidden:
+                h = hidden[name]
+                if keep is not None:
+                    h = h * keep[:, i:i + 1].to(h.dtype)
+            else:
+                h = ref.new_zeros(ref.shape[0], self.hidden_dims[name])
+            parts.append(h)
+        return self._split(self.core_encoder(torch.cat(parts, dim=-1)))
+
+    def modality_priors(self, z_c: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """(mu, logvar) of p(z_i | z_c) for every modality; ``z_c`` may have extra leading dimensions."""
+        lead = z_c.shape[:-1]
+        features = self.core_decoder(z_c.reshape(-1, z_c.shape[-1]))
+        out = {}
+        for name in self.modality_names:
+            mu, logvar = self._split(self.prior_heads[name](features))
+            out[name] = (mu.reshape(*lead, -1), logvar.reshape(*lead, -1))
+        return out
+
+    def sample_keep_mask(self, batch_size: int) -> torch.Tensor:
+        """Modality representation dropout mask (True = kept): each h_i dropped with probability w_i,
+        rows resampled until at least one modality is kept (exact rejection sampling)."""
+        keep = torch.rand(batch_size, len(self.modality_names), device=self.drop_probs.device) >= self.drop_probs
+        while True:
+            empty = ~keep.any(dim=1)
+            if not empty.any():
+                return keep
+            keep[empty] = torch.rand(int(empty.sum()), keep.shape[1], device=keep.device) >= self.drop_probs
+
+    # ------------------------------------------------------------ interface
+    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.prepare(batch)
+        hidden = {n: self.encoders[n](v) for n, v in x.items()}
+        return self.core_posterior(hidden)
+
+    def decode_params(self, z: torch.Tensor, sample_modality_latents: bool = False) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, (mu, logvar) in self.modality_priors(z).items():
+            z_i = reparameterise(mu, logvar) if sample_modality_latents else mu
+            out[name] = self.decoders[name](z_i)
+        return out
+
+    @torch.no_grad()
+    def generate(self, batch: Batch, n_per_input: int = 1) -> dict[str, torch.Tensor]:
+        """z_c ~ q(z_c | given), z_i ~ p(z_i | z_c), decode every modality (cross-modal generation)."""
+        mu, logvar = self.encode(batch)
+        z_c = reparameterise(mu, logvar, n_per_input).reshape(-1, mu.shape[-1])
+        params = self.decode_params(z_c, sample_modality_latents=True)
+        return {n: self.denormalise(n, self.likelihoods[n].mean(p)) for n, p in params.items()}
+
+    def _terms(self, x: dict[str, torch.Tensor], keep: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Per-data-point ELBO pieces with one reparameterised sample each (all modalities present)."""
+        hidden, terms = {}, {}
+        posteriors = {}
+        for name in self.modality_names:
+            hidden[name], posteriors[name] = self.modality_posterior(name, x[name])
+        mu_c, logvar_c = self.core_posterior(hidden, keep)
+        z_c = reparameterise(mu_c, logvar_c)
+        priors = self.modality_priors(z_c)
+        for name in self.modality_names:
+            mu, logvar = posteriors[name]
+            z = reparameterise(mu, logvar)
+            terms[f"rec/{name}"] = self.likelihoods[name].log_prob(self.decoders[name](z), x[name])
+            terms[f"kl/{name}"] = gaussian_kl(mu, logvar, *priors[name])
+        terms["kl/core"] = standard_normal_kl(mu_c, logvar_c)
+        return terms
+
+    def loss(self, batch: Batch, epoch: float = 0.0) -> LossOutput:
+        """Negative weighted ELBO (paper eq. 13), batch mean, with MRD in training mode and linear warm-ups."""
+        x = self.prepare(batch, self.modality_names)
+        keep = self.sample_keep_mask(next(iter(x.values())).shape[0]) if self.training else None
+        terms = self._terms(x, keep)
+        beta_m = warmup_scale(epoch, self.config.warmup_modality_epochs)
+        beta_c = warmup_scale(epoch, self.config.warmup_core_epochs)
+        objective = -self.config.core.kl_weight * beta_c * terms["kl/core"]
+        for m in self.config.modalities:
+            objective = objective + m.recon_weight * terms[f"rec/{m.name}"] - m.kl_weight * beta_m * terms[f"kl/{m.name}"]
+        logged = {k: v.mean().detach() for k, v in terms.items()}
+        logged["elbo"] = sum(terms[f"rec/{n}"] - terms[f"kl/{n}"] for n in self.modality_names).mean().detach() \
+            - logged["kl/core"]
+        logged["beta_m_scale"] = torch.tensor(beta_m)
+        logged["beta_c_scale"] = torch.tensor(beta_c)
+        return LossOutput(-objective.mean(), logged)
+
+    def elbo(self, batch: Batch) -> torch.Tensor:
+        """Unweighted single-sample ELBO of log p(x_1..x_N) per data point, every modality kept."""
+        terms = self._terms(self.prepare(batch, self.modality_names), None)
+        return sum(terms[f"rec/{n}"] - terms[f"kl/{n}"] for n in self.modality_names) - terms["kl/core"]
+
+    def log_importance_weights(self, batch: Batch, queries: Sequence[Query], num_samples: int
+                               ) -> dict[Query, torch.Tensor]:
+        """Two-level importance weights for every query, sharing samples and decoder passes.
+
+        Proposal for inputs S and targets T: z_c ~ q(z_c | h_S) (absent h zeroed, as under MRD);
+        z_i ~ q(z_i | x_i) for i in T ∩ S; z_i ~ p(z_i | z_c) for i in T \\ S. Weight:
+        log p(z_c) - log q(z_c|S) + sum_{i in T∩S} [log p(z_i|z_c) + log p(x_i|z_i) - log q(z_i|x_i)]
+        + sum_{i in T\\S} log p(x_i|z_i)   (p(z_i|z_c) of the model and of the proposal cancel exactly).
+        Samples z_i ~ q(z_i | x_i) and their log p(x_i|z_i) are drawn once and shared by every query that
+        uses them, so the decoder runs once per modality and input set.
+        """
+        K = num_samples
+        originals, queries = list(queries), canonical_queries(queries, self.modality_names)
+        needed = sorted({n for q in queries for n in (*q.inputs, *q.targets)}, key=self.modality_names.index)
+        x = self.prepare(batch, needed)
+        encoded = {n: self.modality_posterior(n, x[n]) for n in {i for q in queries for i in q.inputs}}
+        shared: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        for name in {n for q in queries for n in q.targets if n in q.inputs}:
+            mu, logvar = encoded[name][1]
+            z = reparameterise(mu, logvar, K)
+            shared[name] = (z, gaussian_log_prob(z, mu, logvar), self._recon_log_prob(name, z, x[name], self.decoders[name]))
+        results: dict[Query, torch.Tensor] = {}
+        for inputs in dict.fromkeys(q.inputs for q in queries):
+            mu_c, logvar_c = self.core_posterior({n: encoded[n][0] for n in inputs})
+            z_c = reparameterise(mu_c, logvar_c, K)
+            base = standard_normal_log_prob(z_c) - gaussian_log_prob(z_c, mu_c, logvar_c)
+            priors = self.modality_priors(z_c)
+            from_prior: dict[str, torch.Tensor] = {}
+            for q in (q for q in queries if q.inputs == inputs):
+                w = base
+                for name in q.targets:
+                    if name in inputs:
+                        z, log_q, log_px = shared[name]
+                        w = w + gaussian_log_prob(z, *priors[name]) + log_px - log_q
+                    else:
+                        if name not in from_prior:
+                            z = reparameterise(*priors[name])
+                            from_prior[name] = self._recon_log_prob(name, z, x[name], self.decoders[name])
+                        w = w + from_prior[name]
+                results[q] = w
+        return {o: results[q] for o, q in zip(originals, queries)}
+
+
+def build_model(config: ModelConfig | dict) -> MultimodalVAE:
+    """The model a description asks for (``config.kind``: mhvae, jmvae or mvae)."""
+    from .baselines import JMVAE, MVAE
+
+    if isinstance(config, dict):
+        config = ModelConfig.from_dict(config)
+    return {"mhvae": MHVAE, "jmvae": JMVAE, "mvae": MVAE}[config.kind](config)

@@ -1,0 +1,34 @@
+"""Packaging for mhvae-perception: the library plus the project's environments, agents and pretraining."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+version = {}
+exec((Path(__file__).parent / "mhvae_perception" / "version.py").read_text(), version)
+
+setup(
+    name="mhvae-perception",
+    version=version["__version__"],
+    description="Multimodal hierarchical VAE perception for reinforcement-learning agents that survive a lost sensor",
+    long_description=(Path(__file__).parent / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["mhvae_perception*", "envs*", "agents*", "pretrain*"]),
+    install_requires=[
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "gymnasium>=0.29",
+        "stable-baselines3>=2.3",
+        "numpy>=1.24",
+        "sacred>=0.8.5",
+        "setuptools<81",  # sacred 0.8.7 imports pkg_resources, removed in setuptools 81
+        "tqdm>=4.60",
+        "matplotlib>=3.7",
+        "pillow>=9.0",
+        "tensorboard>=2.12",
+    ],
+    extras_require={
+        "test": ["pytest>=7"],
+        "bench": ["multivae"],
+    },
+)
