@@ -1,0 +1,159 @@
+"""Tests shared by both environments: registration, checkers, spaces, stacking, determinism, invalid actions."""
+import re
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+
+import envs
+
+SHAPES = {
+    "PendulumSound-v0": {"image": (2, 60, 60), "sound": (2, 3, 2)},
+    "Hyperhot-v0": {"image": (2, 80, 80), "sound": (2, 4, 1047)},
+}
+
+# Warnings we accept, and why (see docs/ENVS.md):
+# - Pendulum's action space is [-2, 2] by specification (identical to Pendulum-v1), not [-1, 1];
+# - SB3 treats every 3-D Box as an image and wants uint8 in [0, 255] of at least 36x36; the spec asks for
+#   float32 0/1 images and 3-D (stacked) sound arrays, so SB3's checker always emits these.
+ALLOWED_GYM = [r"symmetric and normalized space"]
+ALLOWED_SB3 = [
+    r"is an image but its `dtype` is \(float32\)",
+    r"is an image but the upper and lower bounds are not in \[0, 255\]",
+    r"minimal resolution for an image is 36x36",
+    r"symmetric and normalized Box action space",
+]
+IGNORED_CATEGORIES = (DeprecationWarning, PendingDeprecationWarning)  # from third-party imports (pkg_resources)
+
+
+def _messages(record) -> list[str]:
+    return [str(w.message) for w in record if not issubclass(w.category, IGNORED_CATEGORIES)]
+
+
+def _unexpected(messages: list[str], allowed: list[str]) -> list[str]:
+    return [m for m in messages if not any(re.search(p, m) for p in allowed)]
+
+
+@pytest.mark.parametrize("env_id", envs.ENV_IDS)
+def test_registered_and_make(env_id):
+    env = gym.make(env_id)
+    assert isinstance(env.unwrapped, (envs.PendulumSoundEnv, envs.HyperhotEnv))
+    assert env.spec.id == env_id
+
+
+@pytest.mark.parametrize("env_id", envs.ENV_IDS)
+def test_gymnasium_checker(env_id):
+    env = gym.make(env_id).unwrapped
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        gym_check_env(env, skip_render_check=True)
+    msgs = _messages(record)
+    assert _unexpected(msgs, ALLOWED_GYM) == []
+    if env_id == "Hyperhot-v0":
+        assert msgs == []
+
+
+@pytest.mark.parametrize("env_id", envs.ENV_IDS)
+def test_sb3_checker(env_id):
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = gym.make(env_id).unwrapped
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        sb3_check_env(env, warn=True)
+    assert _unexpected(_messages(record), ALLOWED_SB3) == []
+
+
+@pytest.mark.parametrize("env_id", envs.ENV_IDS)
+def test_spaces_shapes_dtypes_and_stacking(env_id):
+    env = gym.make(env_id)
+    space = env.observation_space
+    assert isinstance(space, gym.spaces.Dict) and set(space.spaces) == {"image", "sound"}
+    for key, shape in SHAPES[env_id].items():
+        assert space[key].shape == shape and space[key].dtype == np.float32
+        assert np.all(np.isfinite(space[key].low)) and np.all(np.isfinite(space[key].high))
+    assert np.all(space["image"].low == 0) and np.all(space["image"].high == 1)
+
+    obs, info = env.reset(seed=3)
+    for key, shape in SHAPES[env_id].items():
+        assert obs[key].shape == shape and obs[key].dtype == np.float32
+        np.testing.assert_array_equal(obs[key][0], obs[key][1])  # first frame repeated at reset
+    assert set(np.unique(obs["image"])) <= {0.0, 1.0} and obs["image"].sum() > 0
+    env.action_space.seed(3)
+    prev = obs
+    changed = False
+    for _ in range(20):
+        obs, *_ = env.step(env.action_space.sample())
+        assert space.contains(obs)
+        assert set(np.unique(obs["image"])) <= {0.0, 1.0}
+        for key in ("image", "sound"):
+            np.testing.assert_array_equal(obs[key][0], prev[key][1])  # stack shifts by one frame
+        changed |= not np.array_equal(obs["image"][0], obs["image"][1])
+        prev = obs
+    assert changed
+
+
+@pytest.mark.parametrize("env_id", envs.ENV_IDS)
+def test_determinism(env_id):
+    def rollout(seed):
+        env = gym.make(env_id)
+        env.action_space.seed(seed + 100)
+        out = [env.reset(seed=seed)[0]]
+        rewards = []
+        for _ in range(60):
+            obs, r, term, trunc, _ = env.step(env.action_space.sample())
+            out.append(obs)
+            rewards.append(r)
+            if term or trunc:
+                out.append(env.reset()[0])
+        return out, rewards
+
+    a, ra = rollout(7)
+    b, rb = rollout(7)
+    assert ra == rb and len(a) == len(b)
+    for oa, ob in zip(a, b):
+        for key in ("image", "sound"):
+            np.testing.assert_array_equal(oa[key], ob[key])
+
+
+@pytest.mark.parametrize(
+    "env_id, bad",
+    [
+        ("PendulumSound-v0", np.array([2.5], dtype=np.float32)),
+        ("PendulumSound-v0", np.array([-2.01])),
+        ("PendulumSound-v0", np.array([np.nan], dtype=np.float32)),
+        ("PendulumSound-v0", np.array([0.0, 0.0], dtype=np.float32)),
+        ("PendulumSound-v0", "left"),
+        ("Hyperhot-v0", 6),
+        ("Hyperhot-v0", -1),
+        ("Hyperhot-v0", 2.5),
+        ("Hyperhot-v0", "shoot"),
+    ],
+)
+def test_invalid_action_raises(env_id, bad):
+    env = gym.make(env_id).unwrapped
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"Invalid action .* not in action space (Box|Discrete)"):
+        env.step(bad)
+
+
+def test_valid_action_types_accepted():
+    env = gym.make("PendulumSound-v0").unwrapped
+    env.reset(seed=0)
+    env.step(np.array([2.0]))  # float64 within bounds is fine
+    env.step([-1.5])
+    hh = gym.make("Hyperhot-v0").unwrapped
+    hh.reset(seed=0)
+    hh.step(np.int64(5))
+    hh.step(0)
+
+
+@pytest.mark.parametrize("env_id, shape", [("PendulumSound-v0", (300, 300, 3)), ("Hyperhot-v0", (420, 320, 3))])
+def test_rgb_array_render(env_id, shape):
+    env = gym.make(env_id, render_mode="rgb_array")
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.shape == shape and frame.dtype == np.uint8
+    assert len(np.unique(frame.reshape(-1, 3), axis=0)) >= 3  # background + at least two coloured objects
