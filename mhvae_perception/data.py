@@ -77,17 +77,20 @@ def shared_data_root() -> Path:
 class DictTensorDataset(torch.utils.data.Dataset):
     """Tensors sharing their first dimension, served as dicts.
 
-    ``uint8`` tensors are converted to float32 in [0, 1] (divided by 255) when served. Keys in
+    ``uint8`` tensors are converted to float32 when served, divided by ``uint8_scale[key]`` (default 255,
+    i.e. intensities in [0, 1]; 1 for tensors already holding 0/1 values). Keys in
     ``dynamic_binarise`` are served as a fresh Bernoulli sample of those intensities every time.
     :meth:`iter_batches` is the fast path used by training (no per-item Python overhead).
     """
 
-    def __init__(self, tensors: Dict[str, torch.Tensor], dynamic_binarise: Sequence[str] = ()):
+    def __init__(self, tensors: Dict[str, torch.Tensor], dynamic_binarise: Sequence[str] = (),
+                 uint8_scale: Optional[Dict[str, float]] = None):
         sizes = {int(t.shape[0]) for t in tensors.values()}
         if len(sizes) != 1:
             raise ValueError(f"tensors disagree on their first dimension: { {k: tuple(v.shape) for k, v in tensors.items()} }")
         self.tensors = dict(tensors)
         self.dynamic_binarise = tuple(dynamic_binarise)
+        self.uint8_scale = dict(uint8_scale or {})
         unknown = set(self.dynamic_binarise) - set(self.tensors)
         if unknown:
             raise ValueError(f"dynamic_binarise names unknown keys {sorted(unknown)}")
@@ -101,7 +104,8 @@ class DictTensorDataset(torch.utils.data.Dataset):
 
     def _serve(self, key: str, value: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
         if value.dtype == torch.uint8:
-            value = value.float().div_(255.0)
+            scale = self.uint8_scale.get(key, 255.0)
+            value = value.float() if scale == 1 else value.float().div_(scale)
         else:
             value = value.float()
         if key in self.dynamic_binarise:
@@ -134,7 +138,7 @@ class DictTensorDataset(torch.utils.data.Dataset):
 
     def subset(self, index) -> "DictTensorDataset":
         index = torch.as_tensor(index, dtype=torch.long)
-        return DictTensorDataset({k: v[index] for k, v in self.tensors.items()}, self.dynamic_binarise)
+        return DictTensorDataset({k: v[index] for k, v in self.tensors.items()}, self.dynamic_binarise, self.uint8_scale)
 
 
 @dataclass
@@ -381,8 +385,13 @@ def _load_env_arrays(path: Path) -> dict:
         return env_load_dataset(path)
     with np.load(path, allow_pickle=True) as z:  # same contract, read directly
         out = {k: z[k] for k in z.files}
-    if "metadata" in out and isinstance(out["metadata"], np.ndarray) and out["metadata"].dtype == object:
-        out["metadata"] = out["metadata"].item()
+    meta = out.get("metadata")
+    if isinstance(meta, np.ndarray):
+        meta = meta.item()
+    if isinstance(meta, (str, bytes)):
+        import json
+        meta = json.loads(meta)
+    out["metadata"] = meta if meta is not None else {}
     return out
 
 
@@ -402,18 +411,20 @@ def load_env_dataset(name: str, path: Optional[os.PathLike] = None, split_seed: 
             f"{name}: environment dataset {path} not found. Generate it with envs/datasets.py "
             f"(env id {ENV_IDS[name]}) or pass its path.")
     arrays = _load_env_arrays(path)
-    image = torch.as_tensor(np.asarray(arrays["train_image"], dtype=np.float32))
+    # images are 0/1: kept as uint8 in memory (a quarter of float32; Hyperhot's are 80x80x2 per item)
+    image = torch.from_numpy(np.asarray(arrays.pop("train_image")).astype(np.uint8))
     sound = torch.as_tensor(np.asarray(arrays["train_sound"], dtype=np.float32))
     g = torch.Generator().manual_seed(int(split_seed))
     perm = torch.randperm(len(image), generator=g)
     n_va = int(round(VALID_FRACTION * len(image)))
     va, tr = perm[:n_va], perm[n_va:]
-    train = DictTensorDataset({"image": image[tr], "sound": sound[tr]})
-    valid = DictTensorDataset({"image": image[va], "sound": sound[va]})
+    as_is = {"image": 1.0}
+    train = DictTensorDataset({"image": image[tr], "sound": sound[tr]}, uint8_scale=as_is)
+    valid = DictTensorDataset({"image": image[va], "sound": sound[va]}, uint8_scale=as_is)
     test = DictTensorDataset({
-        "image": torch.as_tensor(np.asarray(arrays["test_image"], dtype=np.float32)),
+        "image": torch.from_numpy(np.asarray(arrays.pop("test_image")).astype(np.uint8)),
         "sound": torch.as_tensor(np.asarray(arrays["test_sound"], dtype=np.float32)),
-    })
+    }, uint8_scale=as_is)
     norm = {"sound": sound_statistics(sound[tr])}
     return DatasetSplits(name, train, valid, test, ("image", "sound"), normalisation=norm,
                          info={"path": str(path), "metadata": arrays.get("metadata", {})})
