@@ -12,6 +12,7 @@ import json
 import os
 import time
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -148,15 +149,15 @@ def load_dataset(path: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(f"Dataset file {path} not found; create it with `python -m envs.collect --env ...`")
     try:
         with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in KEYS if k not in z.files]
-            if missing:
-                raise ValueError(f"Dataset file {path} lacks keys {missing} (has {z.files})")
-            out: dict[str, Any] = {k: np.asarray(z[k], dtype=np.float32) for k in KEYS[:4]}
-            metadata = json.loads(str(z["metadata"]))
-    except ValueError:
-        raise
-    except (OSError, zipfile.BadZipFile, EOFError, json.JSONDecodeError, KeyError) as e:
+            files = list(z.files)
+            missing = [k for k in KEYS if k not in files]
+            if not missing:
+                out: dict[str, Any] = {k: np.asarray(z[k], dtype=np.float32) for k in KEYS[:4]}
+                metadata = json.loads(str(z["metadata"]))
+    except (ValueError, OSError, zipfile.BadZipFile, zlib.error, EOFError, KeyError) as e:  # JSONDecodeError is a ValueError
         raise ValueError(f"Dataset file {path} is corrupt or not a dataset: {e}") from e
+    if missing:
+        raise ValueError(f"Dataset file {path} lacks keys {missing} (has {files})")
     for split in ("train", "test"):
         if len(out[f"{split}_image"]) != len(out[f"{split}_sound"]):
             raise ValueError(f"Dataset file {path}: {split}_image and {split}_sound have different lengths")
