@@ -157,3 +157,29 @@ def test_rgb_array_render(env_id, shape):
     frame = env.render()
     assert frame.shape == shape and frame.dtype == np.uint8
     assert len(np.unique(frame.reshape(-1, 3), axis=0)) >= 3  # background + at least two coloured objects
+
+
+@pytest.mark.parametrize("env_id", envs.ENV_IDS)
+def test_human_render_headless_dummy_display(env_id, monkeypatch):
+    pytest.importorskip("pygame")
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    monkeypatch.setenv("SDL_AUDIODRIVER", "dummy")
+    env = gym.make(env_id, render_mode="human")
+    env.unwrapped.metadata = {**env.unwrapped.metadata, "render_fps": 1000}  # don't sleep in tests
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    assert env.unwrapped._viewer is not None and env.unwrapped._viewer.screen is not None
+    assert env.render() is None
+    env.close()
+    assert env.unwrapped._viewer is None
+
+
+def test_pygame_not_imported_by_envs():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "import sys, gymnasium, envs; gymnasium.make('Hyperhot-v0').reset(seed=0); print('pygame' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(envs.__file__).resolve().parent.parent).stdout
+    assert out.strip() == "False"
