@@ -6,11 +6,8 @@ import pytest
 import envs  # noqa: F401
 from envs.hyperhot import (
     BULLET,
-    DECAY,
     ENEMY_Y,
-    FREQS,
     N_SAMPLES,
-    SAMPLE_RATE,
     SHIP_TOP,
     HyperhotEnv,
     mix,
@@ -18,6 +15,10 @@ from envs.hyperhot import (
 )
 
 NOOP, LEFT, RIGHT, SHOOT, SHOOT_LEFT, SHOOT_RIGHT = range(6)
+# the specification's constants, written out so that a changed module constant fails the tests
+DECAY = 0.025
+SAMPLE_RATE = 44_100
+FREQS = np.array([466.16, 261.63, 329.63, 392.00])  # player bullet, enemies 0-1, enemies 2-3, enemy bullets
 
 
 def make(seed: int = 0, **kwargs) -> HyperhotEnv:
