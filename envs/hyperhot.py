@@ -49,13 +49,17 @@ _DISK = (_DISK_OFF[:, None] ** 2 + _DISK_OFF[None, :] ** 2) <= ENEMY_R**2
 
 
 def square_waves(freqs: np.ndarray, start_sample: int, n: int = N_SAMPLES, rate: int = SAMPLE_RATE) -> np.ndarray:
-    """±1 square waves sign(sin(2π f t)) (+1 at zero) for samples ``start_sample ..`` of a clock starting at 0.
+    """±1 square waves, +1 on the first half of each cycle [0, 1/2) and -1 on the second, i.e. sign(sin 2πft)
+    with +1 at zero, for samples ``start_sample .. start_sample + n - 1`` of a clock that starts at 0.
 
-    Using one global sample clock makes each tone's phase continuous across steps. Shape (len(freqs), n).
+    One global sample clock makes each tone's phase continuous across steps. Frequencies are taken to 0.01 Hz
+    and the number of elapsed half cycles is computed in exact integer arithmetic (no rounding at the
+    boundaries, no drift over long episodes). Shape (len(freqs), n).
     """
-    t = (start_sample + np.arange(n)) / rate
-    phase = np.mod(np.outer(freqs, t), 1.0)
-    return np.where(phase < 0.5, 1.0, -1.0)
+    centi_hz = np.rint(np.asarray(freqs, dtype=np.float64) * 100).astype(np.int64)
+    samples = np.arange(start_sample, start_sample + n, dtype=np.int64)
+    half_cycles = (2 * centi_hz[:, None] * samples[None, :]) // (100 * rate)
+    return 1.0 - 2.0 * (half_cycles & 1)
 
 
 def mix(mics: np.ndarray, sources: np.ndarray, groups: np.ndarray, waves: np.ndarray) -> np.ndarray:
@@ -68,8 +72,7 @@ def mix(mics: np.ndarray, sources: np.ndarray, groups: np.ndarray, waves: np.nda
         return np.zeros((len(mics), waves.shape[1]), dtype=np.float32)
     d = np.sqrt(((mics[:, None, :] - sources[None, :, :]) ** 2).sum(-1))  # (n_mics, n_src)
     amp = np.exp(-DECAY * d)
-    weights = np.zeros((len(mics), len(waves)))
-    np.add.at(weights.T, groups, amp.T)  # weights[m, g] = sum of amplitudes of the sources in group g
+    weights = amp @ np.eye(len(waves))[groups]  # weights[m, g] = sum of amplitudes of the sources in group g
     return np.clip(weights @ waves, -1.0, 1.0).astype(np.float32)
 
 
@@ -135,8 +138,10 @@ class HyperhotEnv(gym.Env[dict[str, np.ndarray], int]):
             canvas[cy : cy + 2 * ENEMY_R + 1, lo:hi] |= _DISK[:, lo - x0 : hi - x0]
 
     def _image_frame(self) -> np.ndarray:
-        self._draw(self._canvas)
-        return self._canvas.reshape(IMG, 2, IMG, 2).any(axis=(1, 3)).astype(np.float32)
+        c = self._canvas
+        self._draw(c)
+        # 2x2 max-pool (a pixel is lit if any of its 4 source pixels is); strided ORs are ~15x faster than .any
+        return (c[0::2, 0::2] | c[1::2, 0::2] | c[0::2, 1::2] | c[1::2, 1::2]).astype(np.float32)
 
     def microphones(self) -> np.ndarray:
         """(4, 2) microphone positions: bottom-left, bottom-right corners, ship's left and right edges."""

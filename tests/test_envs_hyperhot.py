@@ -269,3 +269,16 @@ def test_env_sound_is_sum_of_sources():
     waves = square_waves(FREQS, 13 * N_SAMPLES)
     expected = np.clip(np.exp(-DECAY * d) @ waves[groups], -1, 1)
     np.testing.assert_allclose(obs["sound"][1], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_square_wave_exact_at_half_cycle_boundaries():
+    from fractions import Fraction
+
+    # 392 Hz at 44.1 kHz: every 225 samples lands exactly on a half cycle, where float phases are ambiguous
+    for freq, centi in zip(FREQS, (46616, 26163, 32963, 39200)):
+        for s in (0, 225, 450, 675, 44_100, 123_456, 10**9 + 7):
+            phase = Fraction(centi * s, 100 * SAMPLE_RATE) % 1
+            assert square_waves(np.array([freq]), s, n=1)[0, 0] == (1.0 if phase < Fraction(1, 2) else -1.0)
+    # no drift: after 10^9 samples the wave still equals the one computed from scratch for that offset
+    long = square_waves(FREQS, 10**9)
+    assert np.array_equal(long[:, 1:], square_waves(FREQS, 10**9 + 1, n=N_SAMPLES - 1))
