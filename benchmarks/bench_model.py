@@ -1,0 +1,185 @@
+"""Model benchmark (run by hand): MHVAE training and importance-sampling throughput on this machine.
+
+Prints, from one run:
+- the float32 matmul peak (a large square matmul), the baseline every GFLOP/s figure is divided by;
+- MHVAE training throughput with the paper's MNIST networks at batch 64, next to MultiVae's JMVAE built with
+  the same image and label networks and a 26-d latent (optional: ``pip install -e ".[bench]"``);
+- importance-sampling throughput of log p(x1, x2) at K = 5000, next to MultiVae's own joint NLL of its JMVAE;
+- the projected time of the whole Table 1 (five rows, 10,500 test points, K = 5000) from the measured rate;
+- the peak memory of that evaluation at K = 500 and K = 5000 (each in a fresh subprocess).
+
+    python benchmarks/bench_model.py [--points 64] [--train-steps 40] [--skip-multivae]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from mhvae_perception import estimators, presets  # noqa: E402
+from mhvae_perception.model import Query  # noqa: E402
+
+TABLE1_POINTS, TABLE1_K = 10_500, 5000
+
+
+def mnist_batch(n: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {"image": torch.bernoulli(torch.full((n, 1, 28, 28), 0.2), generator=g),
+            "label": torch.nn.functional.one_hot(torch.randint(0, 10, (n,), generator=g), 10).float()}
+
+
+def matmul_peak(size: int = 4096, repeats: int = 5) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best / 1e9
+
+
+def flops_of(fn) -> float:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def time_training(model, batch_size: int, steps: int) -> tuple[float, float]:
+    """(samples/s, FLOP per step) of Adam training steps on random binary MNIST-shaped data."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    batches = [mnist_batch(batch_size, seed) for seed in range(8)]
+
+    def step(i: int) -> None:
+        out = model.loss(batches[i % 8], epoch=1.0)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+
+    model.train()
+    for i in range(5):
+        step(i)
+    flops = flops_of(lambda: step(0))
+    start = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    return steps * batch_size / (time.perf_counter() - start), flops
+
+
+def time_importance_sampling(model, points: int, num_samples: int) -> tuple[float, float]:
+    """(seconds per 1,000 points, GFLOP/s) for log p(x1, x2) from both modalities."""
+    batch = mnist_batch(points, seed=1)
+    query = Query(("image", "label"), ("image", "label"))
+    model.eval()
+    chunk = max(1, estimators.DEFAULT_ROWS_PER_CHUNK // points)
+    with torch.no_grad():
+        flops_chunk = flops_of(lambda: model.log_importance_weights(batch, [query], chunk))
+    start = time.perf_counter()
+    estimators.log_likelihoods(model, batch, [query], num_samples)
+    elapsed = time.perf_counter() - start
+    return elapsed / points * 1000, flops_chunk * num_samples / chunk / elapsed / 1e9
+
+
+def time_table(model, points: int, num_samples: int) -> tuple[float, float]:
+    """(seconds, GFLOP/s) of the five paper rows for ``points`` data points."""
+    batch = mnist_batch(points, seed=2)
+    model.eval()
+    chunk = max(1, estimators.DEFAULT_ROWS_PER_CHUNK // points)
+    names = model.modality_names
+    queries = [Query((names[0],), (names[0],)), Query((names[0],), names), Query((names[1],), names),
+               Query(names, names), Query((names[1],), (names[1],))]
+    with torch.no_grad():
+        flops_chunk = flops_of(lambda: model.log_importance_weights(batch, queries, chunk))
+    start = time.perf_counter()
+    estimators.paper_rows(model, batch, num_samples)
+    elapsed = time.perf_counter() - start
+    return elapsed, flops_chunk * num_samples / chunk / elapsed / 1e9
+
+
+def resident_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2 ** 20
+
+
+def peak_memory_child(num_samples: int, points: int) -> None:
+    """Resident memory sampled every 2 ms while the five rows are estimated, relative to just before."""
+    model = presets.build_model("mnist").eval()
+    batch = mnist_batch(points, seed=3)
+    base, peak, done = resident_mib(), [0.0], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], resident_mib())
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=sample)
+    watcher.start()
+    estimators.paper_rows(model, batch, num_samples)
+    done.set()
+    watcher.join()
+    print(json.dumps({"peak_mib": peak[0], "growth_mib": peak[0] - base}))
+
+
+def peak_memory(num_samples: int, points: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--memory-child", str(num_samples), "--points", str(points)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--points", type=int, default=64, help="test points for the importance-sampling timings")
+    parser.add_argument("--train-steps", type=int, default=40)
+    parser.add_argument("--skip-multivae", action="store_true")
+    parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child is not None:
+        return peak_memory_child(args.memory_child, args.points)
+
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    peak = matmul_peak()
+    print(f"float32 matmul peak (4096^3): {peak:.1f} GFLOP/s")
+
+    model = presets.build_model("mnist", "mhvae")
+    rate, flops = time_training(model, 64, args.train_steps)
+    print(f"MHVAE training, MNIST nets, batch 64: {rate:,.0f} samples/s, "
+          f"{rate / 64 * flops / 1e9:.1f} GFLOP/s = {rate / 64 * flops / 1e9 / peak:.0%} of peak")
+    reference = None
+    if not args.skip_multivae:
+        try:
+            from multivae_reference import multivae_jmvae_rates
+            reference = multivae_jmvae_rates(args.train_steps, args.points)
+        except ImportError as err:
+            print(f"MultiVae not importable ({err}); install the bench extra: pip install -e '.[bench]'")
+    if reference:
+        print(f"MultiVae JMVAE training, same nets, z=26, batch 64: {reference['train_samples_per_s']:,.0f} samples/s"
+              f"  -> MHVAE / MultiVae = {rate / reference['train_samples_per_s']:.2f}x (target >= 1.5x)")
+
+    sec, gflops = time_importance_sampling(model, args.points, TABLE1_K)
+    print(f"MHVAE log p(x1,x2) from x1,x2, K={TABLE1_K}: {sec:.1f} s per 1,000 points, {gflops:.1f} GFLOP/s "
+          f"= {gflops / peak:.0%} of peak (target >= 75%)")
+    if reference:
+        print(f"MultiVae JMVAE joint NLL, K=1000 (its defaults): {reference['nll_s_per_1000_k1000']:.1f} s per 1,000 points"
+              f" -> per sample, MHVAE is {reference['nll_s_per_1000_k1000'] / 1000 / (sec / TABLE1_K):.1f}x faster")
+    seconds, gflops = time_table(model, args.points, TABLE1_K)
+    projected = seconds / args.points * TABLE1_POINTS / 60
+    print(f"Table 1 (5 rows, K={TABLE1_K}): {seconds:.1f} s for {args.points} points, {gflops:.1f} GFLOP/s "
+          f"= {gflops / peak:.0%} of peak; projected {projected:.1f} min for {TABLE1_POINTS:,} points (target < 40)")
+    for k in (500, 5000):
+        mem = peak_memory(k, args.points)
+        print(f"peak memory of the Table 1 rows at K={k}: process peak {mem['peak_mib']:.0f} MiB "
+              f"(+{mem['growth_mib']:.0f} MiB during the estimate)")
+
+
+if __name__ == "__main__":
+    main()
