@@ -89,13 +89,15 @@ def render(store: dict) -> str:
                     (f" of at most {b['max_train_batches']} batches" if b.get("max_train_batches") else "") +
                     f", batch {b['batch_size']}, lr {b['lr']}, warm-ups U_m = {b['warmup_modality_epochs']}, "
                     f"U_c = {b['warmup_core_epochs']}, U_b = {b['warmup_epochs']} (paper values" +
-                    ("" if res.get("full") else "; the KL warm-up is therefore far from complete") + "); evaluation K = {b['eval_samples']} on {b['test_points']} of "
+                    ("" if res.get("full") else "; the KL warm-up is therefore far from complete") + f"); evaluation K = {b['eval_samples']} on {b['test_points']} of "
                     f"{b['test_split_size']} test points; seed {b['seed']}.",
                     "",
                     f"Command: `{res['command']}`",
                     "",
                     "Wall time (train + evaluate, per model): " +
-                    ", ".join(f"{m.upper()} {res['models'][m]['wall_s'] / 60:.1f} min" for m in MODELS if m in res["models"]) +
+                    ", ".join(f"{m.upper()} {res['models'][m]['wall_s'] / 60:.1f} min" +
+                              (f" (evaluation {res['models'][m]['eval_wall_s'] / 60:.1f} min)" if "eval_wall_s" in res["models"][m] else "")
+                              for m in MODELS if m in res["models"]) +
                     f"; machine: {res['machine']}; date {res['date']}.",
                     ""]
         else:
@@ -141,7 +143,8 @@ def main(argv=None) -> None:
         wall = time.time() - t0
         rd = Path(run.config["run_dir"])
         metrics = json.loads((rd / "metrics.json").read_text())
-        entry["models"][model] = {"values": metrics["values"], "wall_s": wall, "run_dir": str(rd)}
+        entry["models"][model] = {"values": metrics["values"], "wall_s": wall, "eval_wall_s": metrics["eval_wall_s"],
+                                  "run_dir": str(rd)}
         c = run.config
         entry["budget"] = {k: c[k] for k in ("epochs", "max_train_batches", "batch_size", "lr", "warmup_modality_epochs",
                                              "warmup_core_epochs", "warmup_epochs", "eval_samples", "seed")}
