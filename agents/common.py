@@ -58,22 +58,29 @@ def make_env(env: str, modalities: Sequence[str] | str | None, mhvae: Any = None
     return Monitor(e) if monitor else e
 
 
-def make_vec_env(env: str, modalities, mhvae: Any = None, n_envs: int = 1, state: bool = False, seed: int = 0):
-    """A DummyVecEnv of raw envs wrapped by one batched :class:`VecMHVAEObservation` (or state envs)."""
+def make_vec_env(env: str, modalities, mhvae: Any = None, n_envs: int = 1, state: bool = False, seed: int = 0,
+                 n_stack: int = 1, failure_p: Any = None, failure_seed: int | None = None):
+    """A DummyVecEnv of Monitor-wrapped raw envs under one batched :class:`VecMHVAEObservation` (or state
+    envs), optionally with :class:`VecSensorFailure` (``failure_p``) and a ``VecFrameStack`` of ``n_stack``
+    consecutive observations (latents carry the angle; two consecutive ones give the agent the velocity)."""
     from stable_baselines3.common.monitor import Monitor
-    from stable_baselines3.common.vec_env import DummyVecEnv
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
 
-    from mhvae_perception.wrappers import VecMHVAEObservation
+    from mhvae_perception.wrappers import VecMHVAEObservation, VecSensorFailure
 
     settings = env_settings(env)
     if state:
         venv = DummyVecEnv([lambda: Monitor(gym.make(settings["state_env_id"], max_episode_steps=settings["episode_steps"]))
                             for _ in range(n_envs)])
-        venv.seed(seed)
-        return venv
-    venv = DummyVecEnv([lambda: Monitor(gym.make(settings["env_id"])) for _ in range(n_envs)])
+    else:
+        if mhvae is None:
+            raise ValueError("an MHVAE checkpoint is needed: pass mhvae=PATH (or state=True for the state reference)")
+        venv = DummyVecEnv([lambda: Monitor(gym.make(settings["env_id"])) for _ in range(n_envs)])
+        venv = VecMHVAEObservation(venv, mhvae, parse_modalities(modalities))
+        if failure_p is not None:
+            venv = VecSensorFailure(venv, p=failure_p, seed=failure_seed)
     venv.seed(seed)
-    return VecMHVAEObservation(venv, mhvae, parse_modalities(modalities))
+    return VecFrameStack(venv, int(n_stack)) if int(n_stack) > 1 else venv
 
 
 def mhvae_reference(path) -> dict | None:
@@ -85,9 +92,10 @@ def mhvae_reference(path) -> dict | None:
 
 def train_agent(env: str, modalities, mhvae, seed: int, timesteps: int, out_dir, state: bool = False,
                 hp: dict | None = None, eval_freq: int = 2_000, n_eval_episodes: int = 5, progress: bool = True,
-                tensorboard: bool = True, log: Callable[[str], None] = print) -> dict:
-    """Train one agent and save ``out_dir/agent.zip`` (+ ``best/best_model.zip`` from the EvalCallback) and
-    ``out_dir/agent.json`` (settings, wall time, and the MHVAE checkpoint path + SHA-256 it was trained on)."""
+                tensorboard: bool = True, latent_stack: int | None = None, log: Callable[[str], None] = print) -> dict:
+    """Train one agent (on ``latent_stack`` consecutive latents; default from agents/config.py) and save
+    ``out_dir/agent.zip`` (+ ``best/best_model.zip`` from the EvalCallback) and ``out_dir/agent.json`` (settings, wall time, and the MHVAE checkpoint path + SHA-256 it was
+    trained on)."""
     from stable_baselines3.common.callbacks import EvalCallback
 
     settings = env_settings(env)
@@ -101,10 +109,9 @@ def train_agent(env: str, modalities, mhvae, seed: int, timesteps: int, out_dir,
         model_ref = mhvae_reference(ck_path) if ck_path is not None else {"path": None, "sha256": None}
         mhvae = model  # load once, share between train and eval envs
     params = {**HYPERPARAMS[algo], **(hp or {})}
-    train_env = make_env(env, mods, mhvae, state)
-    eval_env = make_env(env, mods, mhvae, state)
-    train_env.reset(seed=seed)
-    eval_env.reset(seed=seed + 10_000)
+    n_stack = 1 if state else int(settings.get("latent_stack", 1) if latent_stack is None else latent_stack)
+    train_env = make_vec_env(env, mods, mhvae, 1, state, seed=seed, n_stack=n_stack)
+    eval_env = make_vec_env(env, mods, mhvae, 1, state, seed=seed + 10_000, n_stack=n_stack)
     callback = EvalCallback(eval_env, n_eval_episodes=n_eval_episodes, eval_freq=eval_freq, deterministic=True,
                             best_model_save_path=str(out_dir / "best"), log_path=str(out_dir / "eval"), verbose=0)
     agent = algo_class(algo)("MlpPolicy", train_env, seed=seed, verbose=0,
@@ -115,7 +122,8 @@ def train_agent(env: str, modalities, mhvae, seed: int, timesteps: int, out_dir,
     agent.save(out_dir / "agent.zip")
     meta = {"env": env, "env_id": settings["state_env_id"] if state else settings["env_id"], "algo": algo,
             "state": bool(state), "train_modalities": list(mods) if mods else None, "seed": int(seed),
-            "timesteps": int(timesteps), "hyperparameters": params, "train_wall_s": round(wall, 1),
+            "timesteps": int(timesteps), "latent_stack": n_stack, "hyperparameters": params,
+            "train_wall_s": round(wall, 1),
             "train_steps_per_s": round(int(timesteps) / wall, 1), "mhvae": model_ref,
             "best_mean_eval_reward": float(callback.best_mean_reward)}
     (out_dir / "agent.json").write_text(json.dumps(meta, indent=2))

@@ -10,6 +10,7 @@ eval/evaluations.npz, tb/ (TensorBoard). Hyper-parameters: agents/config.py, ove
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from sacred import Experiment  # noqa: E402
 from sacred.observers import FileStorageObserver  # noqa: E402
 
 from agents.common import set_threads, train_agent  # noqa: E402
-from agents.config import ENVS, condition_name  # noqa: E402
+from agents.config import ENVS, HYPERPARAMS, condition_name  # noqa: E402
 
 ex = Experiment("mhvae_agent", save_git_info=False)
 
@@ -38,7 +39,8 @@ def config():
     state = False  # train on the true low-dimensional state instead (reference)
     seed = 0
     timesteps = ENVS[env]["timesteps"]
-    hp = {}  # hyper-parameter overrides of agents/config.py HYPERPARAMS
+    latent_stack = None  # consecutive latents the agent sees (None: agents/config.py)
+    hp = HYPERPARAMS[ENVS[env]["algo"]]  # algorithm hyper-parameters (defaults: agents/config.py)
     eval_freq = 2000  # EvalCallback period (steps)
     n_eval_episodes = 5
     num_threads = 1  # torch threads (leave cores to others)
@@ -58,6 +60,6 @@ def main(_config, _run):
     cfg = dict(_config)
     set_threads(cfg["num_threads"])
     return train_agent(cfg["env"], cfg["train_modalities"], cfg["mhvae"], cfg["seed"], cfg["timesteps"],
-                       cfg["run_dir"], state=cfg["state"], hp=dict(cfg["hp"]), eval_freq=cfg["eval_freq"],
+                       cfg["run_dir"], state=cfg["state"], hp=json.loads(json.dumps(cfg["hp"])), eval_freq=cfg["eval_freq"],
                        n_eval_episodes=cfg["n_eval_episodes"], progress=cfg["progress"],
-                       tensorboard=cfg["tensorboard"])
+                       tensorboard=cfg["tensorboard"], latent_stack=cfg["latent_stack"])

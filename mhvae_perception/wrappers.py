@@ -32,7 +32,7 @@ from .specs import check_subset
 ModelLike = Union[MultimodalVAE, str, os.PathLike]
 FailureProb = Union[float, Mapping[str, float], Callable[[int], Union[float, Mapping[str, float]]]]
 
-__all__ = ["MHVAEObservation", "VecMHVAEObservation", "SensorFailure", "resolve_model", "file_sha256",
+__all__ = ["MHVAEObservation", "VecMHVAEObservation", "SensorFailure", "VecSensorFailure", "resolve_model", "file_sha256",
            "check_observation_space", "encode_observations"]
 
 
@@ -340,5 +340,51 @@ if VecEnvWrapper is not None:
             for i, info in enumerate(infos):
                 info["modalities"] = self._modalities[i]
             return self._encode(obs), rewards, dones, infos
+
+    class VecSensorFailure(VecEnvWrapper):
+        """Vectorised :class:`SensorFailure` on top of :class:`VecMHVAEObservation`: before every step each
+        sensor of each environment fails independently with probability ``p`` (a float or a ``{modality: p}``
+        dict), never all of one environment's sensors at once (rejection sampling). Every environment starts
+        with all sensors after reset. ``infos[i]["modalities"]`` / ``["failed_modalities"]`` report them."""
+
+        def __init__(self, venv: "VecMHVAEObservation", p: float | Mapping[str, float] = 0.1,
+                     sensors: Sequence[str] | None = None, seed: int | None = None) -> None:
+            if not isinstance(venv, VecMHVAEObservation):
+                raise TypeError("VecSensorFailure must wrap a VecMHVAEObservation, e.g. "
+                                "VecSensorFailure(VecMHVAEObservation(venv, model, modalities), p=0.1)")
+            super().__init__(venv)
+            self.sensors = _subset(sensors if sensors is not None else venv.modalities[0], venv.model)
+            if isinstance(p, Mapping):
+                unknown = [k for k in p if k not in self.sensors]
+                if unknown:
+                    raise ValueError(f"failure probability for unknown sensor {unknown[0]!r}; sensors are {self.sensors}")
+                self.probs = np.array([float(p.get(n, 0.0)) for n in self.sensors])
+            else:
+                self.probs = np.full(len(self.sensors), float(p))
+            if not np.all((self.probs >= 0) & (self.probs < 1)):
+                raise ValueError(f"failure probabilities must lie in [0, 1), got {self.probs.tolist()}")
+            self._rng = np.random.default_rng(seed)
+            self._failed: list[tuple[str, ...]] = [()] * self.num_envs
+
+        def reset(self) -> np.ndarray:
+            self.venv.set_modalities(self.sensors)
+            self._failed = [()] * self.num_envs
+            return self.venv.reset()
+
+        def step_async(self, actions: np.ndarray) -> None:
+            for i in range(self.num_envs):
+                while True:
+                    ok = self._rng.random(len(self.sensors)) >= self.probs
+                    if ok.any():
+                        break
+                self.venv.set_modalities(tuple(n for n, k in zip(self.sensors, ok) if k), indices=i)
+                self._failed[i] = tuple(n for n, k in zip(self.sensors, ok) if not k)
+            self.venv.step_async(actions)
+
+        def step_wait(self):
+            obs, rewards, dones, infos = self.venv.step_wait()
+            for i, info in enumerate(infos):
+                info["failed_modalities"] = self._failed[i]
+            return obs, rewards, dones, infos
 else:  # pragma: no cover
-    VecMHVAEObservation = None  # type: ignore[assignment, misc]
+    VecMHVAEObservation = VecSensorFailure = None  # type: ignore[assignment, misc]

@@ -47,8 +47,10 @@ def test_short_sac_run_saves_with_mhvae_reference(checkpoint, tmp_path):
     agent, meta2 = load_agent(out)
     assert meta2["algo"] == "sac"
     # acts on latents of any test condition; batched vectorised evaluation
-    venv = make_vec_env("pendulum_sound", "sound", str(checkpoint), n_envs=2)
+    assert meta2["latent_stack"] == 2
+    venv = make_vec_env("pendulum_sound", "sound", str(checkpoint), n_envs=2, n_stack=meta2["latent_stack"])
     obs = venv.reset()
+    assert obs.shape == (2, 20)
     action, _ = agent.predict(obs, deterministic=True)
     assert action.shape == (2, 1) and np.all(np.abs(action) <= 2)
     # a changed checkpoint is detected

@@ -1,0 +1,301 @@
+"""Cross-modal transfer experiment (sacred): train on one sensor set, act from another.
+
+    python agents/transfer.py with mhvae=runs/pendulum_sound-mhvae-seed0-rl/checkpoints/best.pt
+    python agents/transfer.py with mhvae=PATH seeds=[0] timesteps=5000 test_episodes=10   # a quick look
+    python agents/transfer.py print_config
+
+For every training condition (image, sound, both) and seed an agent is trained (or reused from
+``out_dir/agents/<condition>-seed<s>`` when its agent.json exists and references the same checkpoint hash),
+then evaluated for ``test_episodes`` episodes under every test condition. References: a uniform random policy
+and the same algorithm trained on the true low-dimensional state. A robustness curve evaluates agents under
+per-step sensor failures (VecSensorFailure over image and sound) for each probability in ``failure_probs``.
+A latent-agreement diagnostic compares q(z_c | image), q(z_c | sound) and q(z_c | both) on the dataset's
+test split.
+
+Outputs in ``out_dir``: results.json, table.md, transfer.png, robustness.png, robustness.json.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import warnings  # noqa: E402
+
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from sacred import Experiment  # noqa: E402
+from sacred.observers import FileStorageObserver  # noqa: E402
+
+from agents.common import (env_settings, evaluate_returns, load_agent, make_vec_env, mhvae_reference,  # noqa: E402
+                           random_returns, set_threads, train_agent)
+from agents.config import CONDITIONS, ENVS, HYPERPARAMS  # noqa: E402
+
+ex = Experiment("mhvae_transfer", save_git_info=False)
+
+
+@ex.config
+def config():
+    env = "pendulum_sound"
+    mhvae = None  # MHVAE checkpoint (required)
+    seeds = [0, 1, 2]
+    timesteps = ENVS[env]["timesteps"]  # training steps per agent
+    train_conditions = ["image", "sound", "both"]
+    test_conditions = ["image", "sound", "both"]
+    state_reference = ENVS[env]["state_env_id"] is not None
+    test_episodes = 30  # per (agent, test condition); the issue asks 100
+    n_eval_envs = 10  # evaluation episodes run in parallel (one batched encoder pass per step)
+    failure_probs = [0.0, 0.25, 0.5, 0.75, 0.9]  # per-step, per-sensor failure probability (robustness curve)
+    robustness_conditions = ["both", "image", "sound"]  # agents (by training condition) in the robustness curve
+    robustness_episodes = 10
+    latent_stack = None  # consecutive latents per agent observation (None: agents/config.py)
+    hp = HYPERPARAMS[ENVS[env]["algo"]]  # algorithm hyper-parameters (defaults: agents/config.py)
+    eval_freq = 2500  # EvalCallback period during training (steps)
+    n_eval_episodes = 3  # EvalCallback episodes
+    num_threads = 1
+    progress = False
+    out_dir = f"runs/transfer-{env}"
+    budget_note = ""  # free text stored with the results (e.g. "reduced budget")
+
+
+@ex.option_hook
+def add_default_observer(options):
+    if not options.get("--file_storage") and not options.get("--unobserved"):
+        ex.observers.append(FileStorageObserver(str(Path("runs") / "sacred-agents")))
+
+
+def summarise(returns: np.ndarray, steps: int) -> dict:
+    """returns: (seeds, episodes). Pooled mean/std over all episodes, std of the per-seed means."""
+    r = np.asarray(returns, dtype=np.float64)
+    return {"mean": float(r.mean()), "std": float(r.std()), "seed_means": r.mean(axis=-1).tolist(),
+            "seed_std": float(r.mean(axis=-1).std()), "per_step_mean": float(r.mean() / steps),
+            "per_step_std": float(r.std() / steps), "n_episodes": int(r.size)}
+
+
+@torch.no_grad()
+def latent_agreement(model, env: str, n: int = 2000) -> dict:
+    """How close q(z_c | one modality) is to q(z_c | all), relative to the spread of the latents."""
+    from mhvae_perception import data
+
+    splits = data.load_dataset(env)
+    batch = splits.test.batch(torch.arange(min(n, len(splits.test))))
+    names = model.modality_names
+    mus = {"both": model.encode(batch)[0]}
+    sig = {"both": model.encode(batch)[1].mul(0.5).exp().mean().item()}
+    for name in names:
+        mu, logvar = model.encode({name: batch[name]})
+        mus[name], sig[name] = mu, logvar.mul(0.5).exp().mean().item()
+    spread = (mus["both"] - mus["both"].mean(0)).norm(dim=1).mean().item()
+    out = {"spread_both": spread, "posterior_std_mean": sig,
+           "per_dim_std_both": mus["both"].std(0).tolist()}
+    keys = ["both", *names]
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            d = (mus[a] - mus[b]).norm(dim=1).mean().item()
+            out[f"dist_{a}_{b}"] = d
+            out[f"rel_dist_{a}_{b}"] = d / spread
+    return out
+
+
+def train_all(cfg, ck_path: Path, log) -> dict:
+    agents_dir = Path(cfg["out_dir"]) / "agents"
+    ref = mhvae_reference(ck_path)
+    conds = [(c, False) for c in cfg["train_conditions"]] + ([("state", True)] if cfg["state_reference"] else [])
+    dirs, walls = {}, {}
+    for seed in cfg["seeds"]:  # seed-major: a cut-short run still has every condition for the first seeds
+        for cond, state in conds:
+            d = agents_dir / f"{cond}-seed{seed}"
+            meta_path = d / "agent.json"
+            if meta_path.is_file():
+                meta = json.loads(meta_path.read_text())
+                same = state or (meta.get("mhvae") or {}).get("sha256") == ref["sha256"]
+                want_stack = 1 if state else (cfg["latent_stack"] or ENVS[cfg["env"]].get("latent_stack", 1))
+                if same and meta.get("timesteps") == int(cfg["timesteps"]) and meta.get("latent_stack") == want_stack:
+                    log(f"reusing {d}")
+                    dirs[(cond, seed)], walls[(cond, seed)] = d, meta["train_wall_s"]
+                    continue
+            meta = train_agent(cfg["env"], None if state else CONDITIONS[cond], None if state else str(ck_path), seed,
+                               cfg["timesteps"], d, state=state, hp=json.loads(json.dumps(cfg["hp"])), eval_freq=cfg["eval_freq"],
+                               n_eval_episodes=cfg["n_eval_episodes"],
+                               progress=cfg["progress"], latent_stack=cfg["latent_stack"], log=log)
+            dirs[(cond, seed)], walls[(cond, seed)] = d, meta["train_wall_s"]
+    return {"dirs": dirs, "walls": walls}
+
+
+def evaluate_all(cfg, ck_path: Path, dirs: dict, log) -> dict:
+    steps = env_settings(cfg["env"])["episode_steps"]
+    n, n_envs = int(cfg["test_episodes"]), int(cfg["n_eval_envs"])
+    results: dict = {}
+    for cond in cfg["train_conditions"]:
+        results[cond] = {}
+        agents = [load_agent(dirs[(cond, s)]) for s in cfg["seeds"]]
+        for test in cfg["test_conditions"]:
+            per_seed = []
+            for s, (agent, meta) in zip(cfg["seeds"], agents):
+                venv = make_vec_env(cfg["env"], CONDITIONS[test], str(ck_path), n_envs=n_envs, seed=100_000 + s * 1000,
+                                    n_stack=meta["latent_stack"])
+                per_seed.append(evaluate_returns(agent, venv, n))
+                venv.close()
+            results[cond][test] = summarise(np.stack(per_seed), steps)
+            log(f"train {cond:5s} test {test:5s}: {results[cond][test]['mean']:9.1f} ± {results[cond][test]['std']:.1f}")
+    if cfg["state_reference"]:
+        per_seed = []
+        for s in cfg["seeds"]:
+            agent = load_agent(dirs[("state", s)])[0]
+            venv = make_vec_env(cfg["env"], None, None, n_envs=n_envs, state=True, seed=100_000 + s * 1000)
+            per_seed.append(evaluate_returns(agent, venv, n))
+            venv.close()
+        results["state"] = summarise(np.stack(per_seed), steps)
+        log(f"state reference: {results['state']['mean']:.1f} ± {results['state']['std']:.1f}")
+    rand = np.stack([random_returns(cfg["env"], n, seed=200_000 + s * 1000) for s in cfg["seeds"]])
+    results["random"] = summarise(rand, steps)
+    log(f"random policy: {results['random']['mean']:.1f} ± {results['random']['std']:.1f}")
+    return results
+
+
+def normalised_transfer(results: dict, conditions) -> dict:
+    """100 * (R[train, test] - R_random) / (R[train, train] - R_random) for train != test."""
+    rnd = results["random"]["mean"]
+    out = {}
+    for a in conditions:
+        for b in results[a]:
+            if a != b:
+                out[f"{a}->{b}"] = 100.0 * (results[a][b]["mean"] - rnd) / (results[a][a]["mean"] - rnd)
+    return out
+
+
+def robustness(cfg, ck_path: Path, dirs: dict, log) -> dict:
+    steps = env_settings(cfg["env"])["episode_steps"]
+    out = {"failure_probs": list(map(float, cfg["failure_probs"])), "episodes_per_seed": int(cfg["robustness_episodes"])}
+    for cond in cfg["robustness_conditions"]:
+        if cond not in cfg["train_conditions"]:
+            continue
+        curve = []
+        agents = [load_agent(dirs[(cond, s)]) for s in cfg["seeds"]]
+        for p in cfg["failure_probs"]:
+            per_seed = []
+            for s, (agent, meta) in zip(cfg["seeds"], agents):
+                venv = make_vec_env(cfg["env"], ("image", "sound"), str(ck_path), n_envs=int(cfg["n_eval_envs"]),
+                                    seed=300_000 + s * 1000, n_stack=meta["latent_stack"], failure_p=float(p),
+                                    failure_seed=s)
+                per_seed.append(evaluate_returns(agent, venv, int(cfg["robustness_episodes"])))
+                venv.close()
+            curve.append(summarise(np.stack(per_seed), steps))
+            log(f"robustness: trained on {cond}, failure p={p}: {curve[-1]['mean']:.1f} ± {curve[-1]['std']:.1f}")
+        out[cond] = curve
+    return out
+
+
+def fmt(r: dict) -> str:
+    return f"{r['mean']:.0f} ± {r['std']:.0f} ({r['per_step_mean']:.2f}/step; seeds ± {r['seed_std']:.0f})"
+
+
+def write_outputs(cfg, results: dict, norm: dict, robust: dict, agreement: dict, meta: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(cfg["out_dir"])
+    tests = list(cfg["test_conditions"])
+    lines = [f"Episode return, mean ± std over {cfg['test_episodes']} test episodes × {len(cfg['seeds'])} seeds "
+             f"(per-step reward; std of the per-seed means). {cfg['timesteps']} training steps per agent.", "",
+             "| train \\ test | " + " | ".join(tests) + " |", "|---|" + "---|" * len(tests)]
+    for cond in cfg["train_conditions"]:
+        lines.append(f"| {cond} | " + " | ".join(fmt(results[cond][t]) for t in tests) + " |")
+    if "state" in results:
+        lines.append("| true state (reference) | " + " | ".join([fmt(results["state"])] * len(tests)) + " |")
+    lines.append("| random policy | " + " | ".join([fmt(results["random"])] * len(tests)) + " |")
+    lines += ["", "Normalised transfer (random = 0 %, train condition tested on itself = 100 %):", "",
+              "| train -> test | normalised return |", "|---|---|"]
+    lines += [f"| {k} | {v:.0f} % |" for k, v in norm.items()]
+    if robust:
+        lines += ["", f"Robustness: return under per-step, per-sensor failure probability p (image and sound; never "
+                      f"both at once), {robust['episodes_per_seed']} episodes × {len(cfg['seeds'])} seeds:", "",
+                  "| trained on \\ p | " + " | ".join(f"{p:g}" for p in robust["failure_probs"]) + " |",
+                  "|---|" + "---|" * len(robust["failure_probs"])]
+        for cond in cfg["robustness_conditions"]:
+            if cond in robust:
+                lines.append(f"| {cond} | " + " | ".join(f"{r['mean']:.0f} ± {r['std']:.0f}" for r in robust[cond]) + " |")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / len(tests)
+    xs = np.arange(len(cfg["train_conditions"]))
+    for k, t in enumerate(tests):
+        means = [results[c][t]["mean"] for c in cfg["train_conditions"]]
+        stds = [results[c][t]["seed_std"] for c in cfg["train_conditions"]]
+        ax.bar(xs + (k - (len(tests) - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=f"test: {t}")
+    ax.axhline(results["random"]["mean"], color="k", ls=":", label="random policy")
+    if "state" in results:
+        ax.axhline(results["state"]["mean"], color="g", ls="--", label="true state")
+    ax.set_xticks(xs, [f"train: {c}" for c in cfg["train_conditions"]])
+    ax.set_ylabel("episode return")
+    ax.set_title(f"{cfg['env']}: cross-modal transfer ({len(cfg['seeds'])} seeds, error bar = seed std)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "transfer.png", dpi=120)
+    plt.close(fig)
+
+    if robust:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for cond in cfg["robustness_conditions"]:
+            if cond in robust:
+                m = np.array([r["mean"] for r in robust[cond]])
+                s = np.array([r["seed_std"] for r in robust[cond]])
+                ax.errorbar(robust["failure_probs"], m, yerr=s, marker="o", capsize=3, label=f"trained on {cond}")
+        ax.axhline(results["random"]["mean"], color="k", ls=":", label="random policy")
+        ax.set_xlabel("per-step failure probability of each sensor")
+        ax.set_ylabel("episode return")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "robustness.png", dpi=120)
+        plt.close(fig)
+        (out / "robustness.json").write_text(json.dumps(robust, indent=2))
+
+    (out / "results.json").write_text(json.dumps({"config": cfg, "results": results, "normalised_transfer": norm,
+                                                  "robustness": robust, "latent_agreement": agreement, **meta},
+                                                 indent=2, default=str))
+
+
+def run(cfg: dict, log=print) -> dict:
+    if not cfg.get("mhvae"):
+        raise ValueError("pass the MHVAE checkpoint: python agents/transfer.py with mhvae=PATH")
+    set_threads(cfg["num_threads"])
+    ck_path = Path(cfg["mhvae"])
+    out = Path(cfg["out_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    times = {}
+    t0 = time.perf_counter()
+    trained = train_all(cfg, ck_path, log)
+    times["train_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    results = evaluate_all(cfg, ck_path, trained["dirs"], log)
+    times["evaluate_s"] = time.perf_counter() - t0
+    norm = normalised_transfer(results, cfg["train_conditions"])
+    for k, v in norm.items():
+        log(f"normalised transfer {k}: {v:.0f} %")
+    t0 = time.perf_counter()
+    robust = robustness(cfg, ck_path, trained["dirs"], log) if cfg["failure_probs"] else {}
+    times["robustness_s"] = time.perf_counter() - t0
+    from mhvae_perception import load_checkpoint
+
+    agreement = latent_agreement(load_checkpoint(ck_path).model, cfg["env"])
+    log("latent agreement: " + json.dumps({k: round(v, 3) for k, v in agreement.items() if k.startswith("rel_")}))
+    meta = {"mhvae_checkpoint": mhvae_reference(ck_path), "wall_times_s": times,
+            "agent_train_wall_s": {f"{c}-seed{s}": w for (c, s), w in trained["walls"].items()}}
+    write_outputs(cfg, results, norm, robust, agreement, meta)
+    log(f"wrote {out / 'table.md'}, results.json, transfer.png, robustness.png; times {times}")
+    return {"normalised_transfer": norm, "wall_times_s": times}
+
+
+@ex.automain
+def main(_config):
+    return run({k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in dict(_config).items()})
