@@ -70,7 +70,7 @@ def config():
     warmup_epochs = 10 if dataset == "celeba" else 200  # U_b: KL warm-up of the baselines (JMVAE, MVAE)
     eval_samples = 500 if dataset == "celeba" else 5000  # K: importance samples per test point
     eval_points = None  # evaluate on the first N points of the test split (None: all)
-    eval_batch_size = 16  # test points per estimator call
+    eval_batch_size = 64  # test points per estimator call (memory is bounded by the estimator's chunking)
     eval_chunk_size = None  # importance samples drawn at once (None: the library's memory-bounded default)
     eval_checkpoint = "best"  # which checkpoint the final evaluation uses: best (validation ELBO) | last
     eval_seed = 12345  # seeds the importance samples and the figures
