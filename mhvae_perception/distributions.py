@@ -55,8 +55,9 @@ class Likelihood(nn.Module):
     def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         dims = tuple(range(-self.event_dims, 0))
         if self.kind == "bernoulli":
-            x = x.expand_as(params) if x.dim() < params.dim() else x
-            return -F.binary_cross_entropy_with_logits(params, x, reduction="none").sum(dims)
+            # log Bern(x; sigmoid(l)) = x l - softplus(l), also for x in [0, 1] (= -BCE with logits); written
+            # this way the data x broadcasts over the sample dimension without being copied.
+            return (x * params).sum(dims) - F.softplus(params).sum(dims)
         if self.kind == "categorical":
             return (x * F.log_softmax(params, dim=-1)).sum(-1)
         logvar = self.logvar.clamp(-7.0, 5.0)

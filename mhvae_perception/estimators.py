@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .model import Batch, MultimodalVAE, Query
+from .networks import fused_for_inference
 
 DEFAULT_ROWS_PER_CHUNK = 32768  # (samples x data points) decoded at once: bounds the memory of a chunk
 
@@ -29,7 +30,8 @@ def log_likelihoods(model: MultimodalVAE, batch: Batch, queries: Sequence[Query]
     """log p̂(x_T) per data point for each query, with ``num_samples`` importance samples.
 
     ``chunk_size`` samples are drawn at a time (default: as many as keep samples x batch <= 32768 rows).
-    Runs under ``torch.no_grad`` with the model in eval mode (restored afterwards).
+    Runs under ``torch.no_grad`` on an eval-mode copy of the model with BatchNorm folded into the linear
+    layers (the caller's model is not changed).
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
@@ -37,20 +39,17 @@ def log_likelihoods(model: MultimodalVAE, batch: Batch, queries: Sequence[Query]
     if chunk_size is None:
         chunk_size = max(1, DEFAULT_ROWS_PER_CHUNK // max(1, batch_size))
     chunk_size = min(int(chunk_size), num_samples)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            totals: dict[Query, torch.Tensor] | None = None
-            done = 0
-            while done < num_samples:
-                k = min(chunk_size, num_samples - done)
-                weights = model.log_importance_weights(batch, queries, k)
-                chunk = {q: torch.logsumexp(w, dim=0) for q, w in weights.items()}
-                totals = chunk if totals is None else {q: torch.logaddexp(totals[q], chunk[q]) for q in totals}
-                done += k
-    finally:
-        model.train(was_training)
+    if isinstance(model, MultimodalVAE):
+        model = fused_for_inference(model)  # an eval-mode copy: the caller's model is left as it was
+    with torch.no_grad():
+        totals: dict[Query, torch.Tensor] | None = None
+        done = 0
+        while done < num_samples:
+            k = min(chunk_size, num_samples - done)
+            weights = model.log_importance_weights(batch, queries, k)
+            chunk = {q: torch.logsumexp(w, dim=0) for q, w in weights.items()}
+            totals = chunk if totals is None else {q: torch.logaddexp(totals[q], chunk[q]) for q in totals}
+            done += k
     return {q: v - math.log(num_samples) for q, v in totals.items()}
 
 

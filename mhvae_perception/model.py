@@ -111,7 +111,9 @@ class MultimodalVAE(nn.Module):
             if not torch.isfinite(x).all():
                 raise ValueError(f"modality {name!r} contains NaN or inf values; clean the input before encoding")
             x = x.to(device=self.device, dtype=torch.float32)
-            out[name] = (x - getattr(self, f"norm_mean_{name}")) / getattr(self, f"norm_std_{name}")
+            if spec.normalisation is not None:
+                x = (x - getattr(self, f"norm_mean_{name}")) / getattr(self, f"norm_std_{name}")
+            out[name] = x
         return out
 
     def denormalise(self, name: str, value: torch.Tensor) -> torch.Tensor:

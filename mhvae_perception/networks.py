@@ -12,11 +12,13 @@ Choices the paper leaves open (documented here and in the README):
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_linear_bn_eval
 
 
 def make_activation(name: str) -> nn.Module:
@@ -145,3 +147,18 @@ def build_modality_networks(name: str, shape: Sequence[int], kwargs: dict) -> Mo
         return NETWORKS[name](shape, **kwargs)
     except TypeError as err:
         raise ValueError(f"bad network_kwargs {kwargs} for network {name!r}: {err}") from err
+
+
+def fused_for_inference(module: nn.Module) -> nn.Module:
+    """An eval-mode copy in which every Linear followed by BatchNorm1d is folded into one Linear.
+
+    Same outputs as ``module.eval()`` (up to float rounding) with one pass over the activations less per
+    layer; used by the estimators, which decode millions of samples.
+    """
+    fused = copy.deepcopy(module).eval()
+    for seq in [m for m in fused.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            if isinstance(seq[i], nn.Linear) and isinstance(seq[i + 1], nn.BatchNorm1d):
+                seq[i] = fuse_linear_bn_eval(seq[i], seq[i + 1])
+                seq[i + 1] = nn.Identity()
+    return fused

@@ -193,3 +193,21 @@ def test_mvae_trains_without_nans_on_real_mnist():
         opt.step()
         losses.append(out.loss.item())
     assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10])
+
+
+def test_inference_copy_folds_batchnorm_without_changing_outputs():
+    from mhvae_perception.networks import fused_for_inference
+
+    torch.manual_seed(0)
+    model = presets.build_model("mnist")
+    batch = random_batch(presets.config("mnist"), n=32)
+    for _ in range(3):  # give BatchNorm non-trivial running statistics
+        model.loss(batch)
+    model.eval()
+    fused = fused_for_inference(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in fused.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules())
+    z = torch.randn(5, model.top_latent_dim)
+    for name in model.modality_names:
+        torch.testing.assert_close(fused.decode(z)[name], model.decode(z)[name], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fused.encode(batch)[0], model.encode(batch)[0], rtol=1e-4, atol=1e-5)
