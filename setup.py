@@ -28,7 +28,8 @@ setup(
         "tensorboard>=2.12",
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "pygame>=2.1"],  # pygame: the "human" render mode's test (SDL dummy driver)
+        "render": ["pygame>=2.1"],
         "bench": ["multivae"],
     },
 )
