@@ -87,3 +87,26 @@ class HumanViewer:
 
             pygame.display.quit()
             self.screen = None
+
+
+class HumanRenderMixin:
+    """``render_mode="human"`` for an env whose render draws an RGB frame: ``_present`` shows the frame in a
+    window (returning None, as Gymnasium expects) or returns it for ``"rgb_array"``; ``close`` closes the window."""
+
+    render_mode: str | None
+    metadata: dict[str, Any]
+    window_caption: str = "mhvae-perception"
+    _viewer: HumanViewer | None = None
+
+    def _present(self, frame: np.ndarray) -> np.ndarray | None:
+        if self.render_mode != "human":
+            return frame
+        if self._viewer is None:
+            self._viewer = HumanViewer(self.window_caption, self.metadata["render_fps"])
+        self._viewer.show(frame)
+        return None
+
+    def close(self) -> None:
+        if self._viewer is not None:
+            self._viewer.close()
+            self._viewer = None

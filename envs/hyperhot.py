@@ -7,7 +7,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.common import N_STACK, FrameStack, HumanViewer, check_discrete_action
+from envs.common import N_STACK, FrameStack, HumanRenderMixin, check_discrete_action
 
 # Screen (pixels, x to the right, y downwards).
 WIDTH, HEIGHT = 160, 210
@@ -76,7 +76,7 @@ def mix(mics: np.ndarray, sources: np.ndarray, groups: np.ndarray, waves: np.nda
     return np.clip(weights @ waves, -1.0, 1.0).astype(np.float32)
 
 
-class HyperhotEnv(gym.Env[dict[str, np.ndarray], int]):
+class HyperhotEnv(HumanRenderMixin, gym.Env[dict[str, np.ndarray], int]):
     """Shoot the four enemies before they hit you; observed as ``{"image": (2, 80, 80), "sound": (2, 4, 1047)}``.
 
     Rewards: +10 (terminated) when the last enemy dies, -1 (terminated) when an enemy bullet hits the ship,
@@ -86,6 +86,8 @@ class HyperhotEnv(gym.Env[dict[str, np.ndarray], int]):
     :param render_mode: ``None``, ``"rgb_array"`` (420x320x3 uint8 colour view) or ``"human"`` (pygame).
     :param time_limit: episode length limit in steps.
     """
+
+    window_caption = "Hyperhot-v0"
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 30}
 
@@ -104,7 +106,6 @@ class HyperhotEnv(gym.Env[dict[str, np.ndarray], int]):
         self._images = FrameStack((IMG, IMG))
         self._sounds = FrameStack((4, N_SAMPLES))
         self._canvas = np.zeros((2 * IMG, WIDTH), dtype=bool)
-        self._viewer: HumanViewer | None = None
         # Game state (public so that tests and tools can set up situations).
         self.player_x = SHIP_X_START
         self.player_bullet: np.ndarray | None = None  # top-left (x, y)
@@ -268,14 +269,4 @@ class HyperhotEnv(gym.Env[dict[str, np.ndarray], int]):
             x, y = (int(v) for v in self.enemy_bullets[i])
             frame[max(y, 0) : y + BULLET, max(x, 0) : x + BULLET] = (250, 60, 60)
         frame = frame.repeat(2, axis=0).repeat(2, axis=1)
-        if self.render_mode == "human":
-            if self._viewer is None:
-                self._viewer = HumanViewer("Hyperhot-v0", self.metadata["render_fps"])
-            self._viewer.show(frame)
-            return None
-        return frame
-
-    def close(self) -> None:
-        if self._viewer is not None:
-            self._viewer.close()
-            self._viewer = None
+        return self._present(frame)

@@ -7,7 +7,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.common import N_STACK, FrameStack, HumanViewer, check_box_action
+from envs.common import N_STACK, FrameStack, HumanRenderMixin, check_box_action
 
 # Physics: identical to gymnasium.envs.classic_control.PendulumEnv.
 MAX_SPEED = 8.0
@@ -88,12 +88,14 @@ def sound_bounds(microphones: np.ndarray = MICROPHONES) -> tuple[np.ndarray, np.
     return (low * (1 - 1e-5)).astype(np.float32), (high * (1 + 1e-5)).astype(np.float32)
 
 
-class PendulumSoundEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
+class PendulumSoundEnv(HumanRenderMixin, gym.Env[dict[str, np.ndarray], np.ndarray]):
     """Pendulum-v1 dynamics and reward, observed as ``{"image": (2, 60, 60), "sound": (2, 3, 2)}``.
 
     :param render_mode: ``None``, ``"rgb_array"`` (a 300x300x3 uint8 colour view) or ``"human"`` (pygame).
     :param time_limit: episodes are truncated after this many steps.
     """
+
+    window_caption = "PendulumSound-v0"
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 20}
 
@@ -120,7 +122,6 @@ class PendulumSoundEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self.state: np.ndarray | None = None
         self.last_u: float | None = None
         self.steps = 0
-        self._viewer: HumanViewer | None = None
         self._render_grid: tuple[np.ndarray, np.ndarray] | None = None
 
     # --- sensors -------------------------------------------------------------------------------------------
@@ -180,14 +181,4 @@ class PendulumSoundEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         frame[gx * gx + gy * gy <= 0.05**2] = (0, 0, 0)
         for mx, my in MICROPHONES:
             frame[(np.abs(gx - mx) <= 0.12) & (np.abs(gy - my) <= 0.12)] = (40, 80, 220)
-        if self.render_mode == "human":
-            if self._viewer is None:
-                self._viewer = HumanViewer("PendulumSound-v0", self.metadata["render_fps"])
-            self._viewer.show(frame)
-            return None
-        return frame
-
-    def close(self) -> None:
-        if self._viewer is not None:
-            self._viewer.close()
-            self._viewer = None
+        return self._present(frame)
