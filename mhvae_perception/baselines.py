@@ -28,11 +28,6 @@ class SingleLatentVAE(MultimodalVAE):
             self.decoders[m.name] = build_modality_networks(m.network, m.shape, m.network_kwargs).make_decoder(
                 config.core.latent_dim)
 
-    def _split(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        lo, hi = self.config.logvar_clamp
-        mu, logvar = params.chunk(2, dim=-1)
-        return mu, logvar.clamp(lo, hi)
-
     def posterior(self, x: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z | the modalities in the normalised batch ``x``)."""
         raise NotImplementedError

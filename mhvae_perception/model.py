@@ -163,6 +163,12 @@ class MultimodalVAE(nn.Module):
         z = reparameterise(mu, logvar, n_per_input).reshape(-1, mu.shape[-1])
         return self.decode(z)
 
+    def _split(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A head's output split into (mu, logvar), the log-variance clamped to ``config.logvar_clamp``."""
+        lo, hi = self.config.logvar_clamp
+        mu, logvar = params.chunk(2, dim=-1)
+        return mu, logvar.clamp(lo, hi)
+
     def _recon_log_prob(self, name: str, z: torch.Tensor, x: torch.Tensor, decoder: nn.Module) -> torch.Tensor:
         """log p(x | z) for z of shape (..., B, d): decodes all leading dims in one pass."""
         lead = z.shape[:-1]
@@ -200,11 +206,6 @@ class MHVAE(MultimodalVAE):
         self.register_buffer("drop_probs", torch.tensor([m.dropout for m in config.modalities]))
 
     # ------------------------------------------------------------ pieces
-    def _split(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        lo, hi = self.config.logvar_clamp
-        mu, logvar = params.chunk(2, dim=-1)
-        return mu, logvar.clamp(lo, hi)
-
     def modality_posterior(self, name: str, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """h_i and (mu, logvar) of q(z_i | x_i) for a normalised batch ``x``."""
         h = self.encoders[name](x)
