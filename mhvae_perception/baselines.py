@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .distributions import gaussian_kl, gaussian_log_prob, reparameterise, standard_normal_kl, standard_normal_log_prob
-from .model import Batch, LossOutput, MultimodalVAE, Query, canonical_queries, warmup_scale
+from .model import Batch, LossOutput, MultimodalVAE, Query, canonical_queries, inference, warmup_scale
 from .networks import build_modality_networks, mlp
 from .specs import ModelConfig
 
@@ -32,6 +32,7 @@ class SingleLatentVAE(MultimodalVAE):
         """q(z | the modalities in the normalised batch ``x``)."""
         raise NotImplementedError
 
+    @inference
     def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         return self.posterior(self.prepare(batch))
 

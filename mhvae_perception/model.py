@@ -9,6 +9,7 @@ modalities is exactly the same operation with the absent modalities dropped.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Mapping, NamedTuple, Sequence
 
@@ -42,6 +43,25 @@ class LossOutput:
 
     loss: torch.Tensor
     terms: dict[str, torch.Tensor]
+
+
+def inference(method):
+    """Run a model method under ``torch.no_grad`` with eval-mode semantics (BatchNorm running statistics,
+    no modality dropout), restoring training mode afterwards."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        was_training = self.training
+        if was_training:
+            self.eval()
+        try:
+            with torch.no_grad():
+                return method(self, *args, **kwargs)
+        finally:
+            if was_training:
+                self.train()
+
+    return wrapper
 
 
 def warmup_scale(epoch: float, warmup_epochs: float) -> float:
@@ -140,23 +160,24 @@ class MultimodalVAE(nn.Module):
         raise NotImplementedError
 
     # ------------------------------------------------------ shared helpers
+    @inference
     def decode(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """Mean of p(x_i | z) for every modality, in raw (un-normalised) units."""
         params = self.decode_params(z)
         return {n: self.denormalise(n, self.likelihoods[n].mean(p)) for n, p in params.items()}
 
-    @torch.no_grad()
+    @inference
     def reconstruct(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Every modality decoded from the posterior mean given the modalities in ``batch``."""
         mu, _ = self.encode(batch)
         return self.decode(mu)
 
-    @torch.no_grad()
+    @inference
     def sample(self, n: int) -> dict[str, torch.Tensor]:
         """Decoded means for ``n`` top latents drawn from the prior N(0, I)."""
         return self.decode(torch.randn(n, self.top_latent_dim, device=self.device))
 
-    @torch.no_grad()
+    @inference
     def generate(self, batch: Batch, n_per_input: int = 1) -> dict[str, torch.Tensor]:
         """Cross-modal generation: z ~ q(z | given modalities), decode all; shape (n_per_input * B, ...)."""
         mu, logvar = self.encode(batch)
@@ -247,7 +268,9 @@ class MHVAE(MultimodalVAE):
             keep[empty] = torch.rand(int(empty.sum()), keep.shape[1], device=keep.device) >= self.drop_probs
 
     # ------------------------------------------------------------ interface
+    @inference
     def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar) of q(z_c | h^d) with the modalities absent from ``batch`` dropped (inference mode)."""
         x = self.prepare(batch)
         hidden = {n: self.encoders[n](v) for n, v in x.items()}
         return self.core_posterior(hidden)
@@ -259,7 +282,7 @@ class MHVAE(MultimodalVAE):
             out[name] = self.decoders[name](z_i)
         return out
 
-    @torch.no_grad()
+    @inference
     def generate(self, batch: Batch, n_per_input: int = 1) -> dict[str, torch.Tensor]:
         """z_c ~ q(z_c | given), z_i ~ p(z_i | z_c), decode every modality (cross-modal generation)."""
         mu, logvar = self.encode(batch)

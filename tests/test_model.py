@@ -211,3 +211,18 @@ def test_inference_copy_folds_batchnorm_without_changing_outputs():
     for name in model.modality_names:
         torch.testing.assert_close(fused.decode(z)[name], model.decode(z)[name], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(fused.encode(batch)[0], model.encode(batch)[0], rtol=1e-4, atol=1e-5)
+
+
+def test_inference_api_has_eval_semantics_and_restores_training_mode():
+    torch.manual_seed(0)
+    model = presets.build_model("mnist")
+    batch = random_batch(presets.config("mnist"), n=16)
+    model.loss(batch)  # update BatchNorm running statistics once
+    model.eval()
+    expected = model.encode(batch)[0]
+    model.train()
+    mu, _ = model.encode(batch)
+    assert model.training and not mu.requires_grad
+    torch.testing.assert_close(mu, expected)  # running statistics used, not the batch's
+    one = model.encode({k: v[:1] for k, v in batch.items()})[0]
+    torch.testing.assert_close(one, expected[:1])  # a batch of one works and agrees
