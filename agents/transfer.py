@@ -104,6 +104,46 @@ def latent_agreement(model, env: str, n: int = 2000) -> dict:
     return out
 
 
+@torch.no_grad()
+def pendulum_state_probe(model, n: int = 3000, seed: int = 0) -> dict:
+    """How much of the true state (cos θ, sin θ, θ̇) each latent holds: R² of a least-squares fit on
+    [z, 1] (fit on one half of a random-policy trajectory, scored on the other), for z_c given image, sound
+    or both, and across modalities (fit on the latents of one condition, scored on those of another): an agent
+    trained on one condition sees the other's latents at test time."""
+    import gymnasium as gym
+
+    e = gym.make("PendulumSound-v0")
+    e.action_space.seed(seed)
+    obs, _ = e.reset(seed=seed)
+    frames, states = {"image": [], "sound": []}, []
+    for _ in range(n):
+        obs, _, term, trunc, _ = e.step(e.action_space.sample())
+        th, thd = e.unwrapped.state
+        states.append([np.cos(th), np.sin(th), thd])
+        for k in frames:
+            frames[k].append(obs[k])
+        if term or trunc:
+            obs, _ = e.reset()
+    y = np.asarray(states)
+    x = {k: torch.as_tensor(np.asarray(v)) for k, v in frames.items()}
+    feats = lambda z: np.concatenate([z, np.ones((len(z), 1))], axis=1)  # noqa: E731
+    r2 = lambda p, t: (1 - ((p - t) ** 2).mean(0) / t.var(0)).round(3).tolist()  # noqa: E731
+    half = n // 2
+    mus = {name: model.encode({k: x[k] for k in subset})[0].numpy()
+           for name, subset in CONDITIONS.items()}
+    out = {"targets": ["cos", "sin", "theta_dot"]}
+    weights = {}
+    for name, z in mus.items():
+        w = np.linalg.lstsq(feats(z[:half]), y[:half], rcond=None)[0]
+        weights[name] = w
+        out[f"r2_{name}"] = r2(feats(z[half:]) @ w, y[half:])
+    out["r2_fit_image_apply_sound"] = r2(feats(mus["sound"][half:]) @ weights["image"], y[half:])
+    out["r2_fit_sound_apply_image"] = r2(feats(mus["image"][half:]) @ weights["sound"], y[half:])
+    out["r2_fit_both_apply_image"] = r2(feats(mus["image"][half:]) @ weights["both"], y[half:])
+    out["r2_fit_both_apply_sound"] = r2(feats(mus["sound"][half:]) @ weights["both"], y[half:])
+    return out
+
+
 def train_all(cfg, ck_path: Path, log) -> dict:
     agents_dir = Path(cfg["out_dir"]) / "agents"
     ref = mhvae_reference(ck_path)
@@ -289,6 +329,10 @@ def run(cfg: dict, log=print) -> dict:
 
     agreement = latent_agreement(load_checkpoint(ck_path).model, cfg["env"])
     log("latent agreement: " + json.dumps({k: round(v, 3) for k, v in agreement.items() if k.startswith("rel_")}))
+    if cfg["env"] == "pendulum_sound":
+        agreement["state_probe"] = pendulum_state_probe(load_checkpoint(ck_path).model)
+        log("state probe (R² cos, sin, θ̇): " + json.dumps({k: v for k, v in agreement["state_probe"].items()
+                                                             if k.startswith("r2")}))
     meta = {"mhvae_checkpoint": mhvae_reference(ck_path), "wall_times_s": times,
             "agent_train_wall_s": {f"{c}-seed{s}": w for (c, s), w in trained["walls"].items()}}
     write_outputs(cfg, results, norm, robust, agreement, meta)

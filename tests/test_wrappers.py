@@ -258,3 +258,53 @@ def test_vectorised_terminal_observation_is_encoded(model):
     assert dones.all()
     term = infos[0]["terminal_observation"]
     assert isinstance(term, np.ndarray) and term.shape == (10,) and term.dtype == np.float32
+
+
+def test_vectorised_sensor_failure(model):
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from mhvae_perception.wrappers import VecSensorFailure
+
+    inner = VecMHVAEObservation(DummyVecEnv([lambda: gym.make("PendulumSound-v0")] * 3), model, ("image", "sound"))
+    venv = VecSensorFailure(inner, p=0.7, seed=0)
+    venv.reset()
+    seen = set()
+    for _ in range(30):
+        obs, _, _, infos = venv.step(np.zeros((3, 1), np.float32))
+        assert np.all(np.isfinite(obs))
+        for i, info in enumerate(infos):
+            assert len(info["modalities"]) >= 1 and inner.modalities[i] == info["modalities"]
+            assert set(info["modalities"]) | set(info["failed_modalities"]) == {"image", "sound"}
+            seen.add(info["modalities"])
+    assert seen == {("image",), ("sound",), ("image", "sound")}
+
+
+def _make_wrapped(path, modalities):
+    def make():
+        import gymnasium
+
+        return MHVAEObservation(gymnasium.make("envs:PendulumSound-v0", time_limit=20), path, modalities)
+    return make
+
+
+def test_subproc_vec_env_and_evaluate_policy(model, tmp_path):
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    path = str(save_checkpoint(tmp_path / "m.pt", model))
+    venv = SubprocVecEnv([_make_wrapped(path, ("sound",)), _make_wrapped(path, ("image",))])
+    try:
+        venv.seed(3)
+        obs = venv.reset()
+        local = [_make_wrapped(path, ("sound",))(), _make_wrapped(path, ("image",))()]
+        expected = np.stack([e.reset(seed=3 + i)[0] for i, e in enumerate(local)])
+        np.testing.assert_allclose(obs, expected, rtol=1e-4, atol=1e-5)
+    finally:
+        venv.close()
+    agent = SAC("MlpPolicy", DummyVecEnv([lambda: Monitor(_make_wrapped(path, ("image",))())]), seed=0,
+                learning_starts=10, batch_size=8, policy_kwargs={"net_arch": [16]})
+    returns, lengths = evaluate_policy(agent, DummyVecEnv([lambda: Monitor(_make_wrapped(path, ("sound",))())]),
+                                       n_eval_episodes=2, return_episode_rewards=True)
+    assert lengths == [20, 20] and all(np.isfinite(returns))
