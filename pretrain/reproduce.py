@@ -93,6 +93,9 @@ def render(store: dict) -> str:
                     ("" if res.get("full") else "; the KL warm-up is therefore far from complete") + f"); evaluation K = {b['eval_samples']} on {b['test_points']} of "
                     f"{b['test_split_size']} test points; seed {b['seed']}.",
                     "",
+                    *([f"Data: the {b['test_split_size'] * 100 // 15:,}-image CelebA subset found (not the full dataset "
+                       f"with its official partition), split 85/15 with a seed; 64x64 crops, Bernoulli likelihood.", ""]
+                      if key == "celeba" and b["test_split_size"] != 19962 else []),
                     f"Command: `{res['command']}`",
                     "",
                     "Wall time (train + evaluate, per model): " +
