@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
 import shlex
@@ -140,7 +141,7 @@ def main(argv=None) -> None:
     budget_tag = "paper" if args.full else f"e{args.epochs}" + (f"b{args.max_train_batches}" if args.max_train_batches else "") \
         + f"-K{args.eval_samples}-n{args.eval_points}"
     entry = {"command": "python pretrain/reproduce.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
-             "machine": f"{platform.machine()} CPU, {platform.system()}, shared with other jobs",
+             "machine": f"{platform.machine()} CPU ({os.cpu_count()} cores), {platform.system()}, shared with other jobs",
              "date": time.strftime("%Y-%m-%d"), "full": bool(args.full), "models": {}}
     for model in args.models:
         cfg = dict(updates, model=model, run_dir=f"runs/reproduce/{args.dataset}-{model}-{budget_tag}")
