@@ -336,7 +336,12 @@ def load_celeba(celeba_dir: Optional[os.PathLike] = None, split_seed: int = 0, c
         images = torch.load(cache, weights_only=True)["images"]
     else:
         log.info("CelebA: preprocessing %d images from %s (cached to %s)", len(present), img_dir, cache)
-        images = torch.from_numpy(np.stack([preprocess_celeba_image(img_dir / f, size) for f in present]))
+        from tqdm.auto import tqdm
+
+        arr = np.empty((len(present), 3, size, size), dtype=np.uint8)  # filled in place: no 2x peak memory
+        for i, f in enumerate(tqdm(present, desc="CelebA preprocessing", mininterval=2.0)):
+            arr[i] = preprocess_celeba_image(img_dir / f, size)
+        images = torch.from_numpy(arr)
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".pt.part%d" % os.getpid())
         torch.save({"images": images, "files": present}, tmp)
