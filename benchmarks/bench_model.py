@@ -80,7 +80,7 @@ def time_importance_sampling(model, points: int, num_samples: int) -> tuple[floa
     batch = mnist_batch(points, seed=1)
     query = Query(("image", "label"), ("image", "label"))
     model.eval()
-    chunk = max(1, estimators.DEFAULT_ROWS_PER_CHUNK // points)
+    chunk = estimators.default_chunk_size(model, points)
     with torch.no_grad():
         flops_chunk = flops_of(lambda: model.log_importance_weights(batch, [query], chunk))
     start = time.perf_counter()
@@ -93,7 +93,7 @@ def time_table(model, points: int, num_samples: int) -> tuple[float, float]:
     """(seconds, GFLOP/s) of the five paper rows for ``points`` data points."""
     batch = mnist_batch(points, seed=2)
     model.eval()
-    chunk = max(1, estimators.DEFAULT_ROWS_PER_CHUNK // points)
+    chunk = estimators.default_chunk_size(model, points)
     names = model.modality_names
     queries = [Query((names[0],), (names[0],)), Query((names[0],), names), Query((names[1],), names),
                Query(names, names), Query((names[1],), (names[1],))]
@@ -130,7 +130,8 @@ def peak_memory_child(num_samples: int, points: int) -> None:
 
 
 def peak_memory(num_samples: int, points: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--memory-child", str(num_samples), "--points", str(points)],
+    out = subprocess.run([sys.executable, __file__, "--memory-child", str(num_samples), "--points", str(points),
+                          "--threads", str(torch.get_num_threads())],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -140,8 +141,11 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=64, help="test points for the importance-sampling timings")
     parser.add_argument("--train-steps", type=int, default=40)
     parser.add_argument("--skip-multivae", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.memory_child is not None:
         return peak_memory_child(args.memory_child, args.points)
 

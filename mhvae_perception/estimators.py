@@ -22,14 +22,24 @@ from tqdm.auto import tqdm
 from .model import Batch, MultimodalVAE, Query
 from .networks import fused_for_inference
 
-DEFAULT_ROWS_PER_CHUNK = 32768  # (samples x data points) decoded at once: bounds the memory of a chunk
+# Values per decoded tensor in one chunk (~25 MB of float32): bounds the memory of a chunk, and stays under
+# glibc's largest reusable heap block, so chunks reuse memory instead of page-faulting fresh mappings.
+CHUNK_ELEMENTS = 8192 * 784
+
+
+def default_chunk_size(model, batch_size: int) -> int:
+    """Samples per chunk so that samples x data points x widest decoded tensor <= ``CHUNK_ELEMENTS``."""
+    widest = 512
+    if isinstance(model, MultimodalVAE):
+        widest = max(widest, *(m.size for m in model.config.modalities))
+    return max(1, CHUNK_ELEMENTS // widest // max(1, batch_size))
 
 
 def log_likelihoods(model: MultimodalVAE, batch: Batch, queries: Sequence[Query], num_samples: int = 5000,
                     chunk_size: int | None = None) -> dict[Query, torch.Tensor]:
     """log p̂(x_T) per data point for each query, with ``num_samples`` importance samples.
 
-    ``chunk_size`` samples are drawn at a time (default: as many as keep samples x batch <= 32768 rows).
+    ``chunk_size`` samples are drawn at a time (default: :func:`default_chunk_size`).
     Runs under ``torch.no_grad`` on an eval-mode copy of the model with BatchNorm folded into the linear
     layers (the caller's model is not changed).
     """
@@ -37,7 +47,7 @@ def log_likelihoods(model: MultimodalVAE, batch: Batch, queries: Sequence[Query]
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     batch_size = len(next(iter(batch.values())))
     if chunk_size is None:
-        chunk_size = max(1, DEFAULT_ROWS_PER_CHUNK // max(1, batch_size))
+        chunk_size = default_chunk_size(model, batch_size)
     chunk_size = min(int(chunk_size), num_samples)
     if isinstance(model, MultimodalVAE):
         model = fused_for_inference(model)  # an eval-mode copy: the caller's model is left as it was
