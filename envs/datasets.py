@@ -20,34 +20,17 @@ import gymnasium as gym
 import numpy as np
 
 import envs  # noqa: F401  (registers the environments)
+from mhvae_perception.data import data_root
+from mhvae_perception.version import __version__
 
 DEFAULT_SIZES = {"PendulumSound-v0": (20_000, 2_000), "Hyperhot-v0": (32_000, 8_000)}
 KEYS = ("train_image", "train_sound", "test_image", "test_sound", "metadata")
 TEST_SEED_OFFSET = 1  # the test part comes from an independent stream seeded with seed + 1
 
 
-def repo_root() -> Path:
-    """The directory holding the ``envs`` package."""
-    return Path(__file__).resolve().parent.parent
-
-
-def data_root() -> Path:
-    """``$MHVAE_DATA_ROOT`` if set, else ``<repo>/data``."""
-    env = os.environ.get("MHVAE_DATA_ROOT")
-    return Path(env).expanduser() if env else repo_root() / "data"
-
-
 def default_path(env_id: str) -> Path:
     """``<data root>/envs/<env_id>.npz``."""
     return data_root() / "envs" / f"{env_id}.npz"
-
-
-def _library_version() -> str | None:
-    try:
-        from mhvae_perception.version import __version__
-    except Exception:  # noqa: BLE001 - the library is optional for collection
-        return None
-    return str(__version__)
 
 
 def collect_observations(env_id: str, n: int, seed: int, progress: bool = False, desc: str = "") -> dict[str, np.ndarray]:
@@ -122,7 +105,7 @@ def collect_dataset(
         "n_test": n_test,
         "observation_shapes": {"image": list(train["image"].shape[1:]), "sound": list(train["sound"].shape[1:])},
         "image_dtype_on_disk": "uint8 (0/1)",
-        "library_version": _library_version(),
+        "library_version": __version__,
         "gymnasium_version": gym.__version__,
         "collect_seconds": round(t_collect, 2),
     }
