@@ -90,10 +90,47 @@ def mhvae_reference(path) -> dict | None:
     return {"path": str(path.resolve()), "sha256": file_sha256(path)}
 
 
+def _has_rich() -> bool:
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _tqdm_callback_class():
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class _TqdmProgress(BaseCallback):
+        """A tqdm progress bar over the training steps (SB3's own ``progress_bar=True`` also needs ``rich``)."""
+
+        def _on_training_start(self) -> None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.locals["total_timesteps"] - self.model.num_timesteps, unit="step",
+                            dynamic_ncols=True)
+
+        def _on_step(self) -> bool:
+            self.bar.update(self.training_env.num_envs)
+            return True
+
+        def _on_training_end(self) -> None:
+            self.bar.close()
+
+    return _TqdmProgress
+
+
+def TqdmProgress():  # noqa: N802 - a factory so that SB3 is imported lazily
+    return _tqdm_callback_class()()
+
+
 def train_agent(env: str, modalities, mhvae, seed: int, timesteps: int, out_dir, state: bool = False,
                 hp: dict | None = None, eval_freq: int = 2_000, n_eval_episodes: int = 5, progress: bool = True,
-                tensorboard: bool = True, latent_stack: int | None = None, log: Callable[[str], None] = print) -> dict:
-    """Train one agent (on ``latent_stack`` consecutive latents; default from agents/config.py) and save
+                tensorboard: bool = True, latent_stack: int | None = None, train_failure_p: float | None = None,
+                log: Callable[[str], None] = print) -> dict:
+    """Train one agent (on ``latent_stack`` consecutive latents; default from agents/config.py; with
+    ``train_failure_p`` each training sensor fails per step with that probability, as in
+    :class:`~mhvae_perception.wrappers.VecSensorFailure`, the eval env has no failures) and save
     ``out_dir/agent.zip`` (+ ``best/best_model.zip`` from the EvalCallback) and ``out_dir/agent.json`` (settings, wall time, and the MHVAE checkpoint path + SHA-256 it was
     trained on)."""
     from stable_baselines3.common.callbacks import EvalCallback
@@ -110,19 +147,28 @@ def train_agent(env: str, modalities, mhvae, seed: int, timesteps: int, out_dir,
         mhvae = model  # load once, share between train and eval envs
     params = {**HYPERPARAMS[algo], **(hp or {})}
     n_stack = 1 if state else int(settings.get("latent_stack", 1) if latent_stack is None else latent_stack)
-    train_env = make_vec_env(env, mods, mhvae, 1, state, seed=seed, n_stack=n_stack)
+    if train_failure_p is not None and (state or len(mods) < 2):
+        raise ValueError("train_failure_p needs at least two training modalities (a sensor must remain)")
+    train_env = make_vec_env(env, mods, mhvae, 1, state, seed=seed, n_stack=n_stack, failure_p=train_failure_p,
+                             failure_seed=seed)
     eval_env = make_vec_env(env, mods, mhvae, 1, state, seed=seed + 10_000, n_stack=n_stack)
     callback = EvalCallback(eval_env, n_eval_episodes=n_eval_episodes, eval_freq=eval_freq, deterministic=True,
                             best_model_save_path=str(out_dir / "best"), log_path=str(out_dir / "eval"), verbose=0)
     agent = algo_class(algo)("MlpPolicy", train_env, seed=seed, verbose=0,
                              tensorboard_log=str(out_dir / "tb") if tensorboard else None, **params)
+    callbacks, sb3_bar = [callback], False
+    if progress:
+        sb3_bar = _has_rich()
+        if not sb3_bar:  # SB3's progress bar needs tqdm *and* rich; fall back to a plain tqdm bar
+            callbacks.append(TqdmProgress())
     t0 = time.perf_counter()
-    agent.learn(total_timesteps=int(timesteps), callback=callback, progress_bar=progress)
+    agent.learn(total_timesteps=int(timesteps), callback=callbacks, progress_bar=sb3_bar)
     wall = time.perf_counter() - t0
     agent.save(out_dir / "agent.zip")
     meta = {"env": env, "env_id": settings["state_env_id"] if state else settings["env_id"], "algo": algo,
             "state": bool(state), "train_modalities": list(mods) if mods else None, "seed": int(seed),
-            "timesteps": int(timesteps), "latent_stack": n_stack, "hyperparameters": params,
+            "timesteps": int(timesteps), "latent_stack": n_stack, "train_failure_p": train_failure_p,
+            "hyperparameters": params,
             "train_wall_s": round(wall, 1),
             "train_steps_per_s": round(int(timesteps) / wall, 1), "mhvae": model_ref,
             "best_mean_eval_reward": float(callback.best_mean_reward)}

@@ -40,6 +40,7 @@ def config():
     seed = 0
     timesteps = ENVS[env]["timesteps"]
     latent_stack = None  # consecutive latents the agent sees (None: agents/config.py)
+    train_failure_p = None  # per-step sensor failure probability during training (>= 2 training modalities)
     hp = HYPERPARAMS[ENVS[env]["algo"]]  # algorithm hyper-parameters (defaults: agents/config.py)
     eval_freq = 2000  # EvalCallback period (steps)
     n_eval_episodes = 5
@@ -62,4 +63,5 @@ def main(_config, _run):
     return train_agent(cfg["env"], cfg["train_modalities"], cfg["mhvae"], cfg["seed"], cfg["timesteps"],
                        cfg["run_dir"], state=cfg["state"], hp=json.loads(json.dumps(cfg["hp"])), eval_freq=cfg["eval_freq"],
                        n_eval_episodes=cfg["n_eval_episodes"], progress=cfg["progress"],
-                       tensorboard=cfg["tensorboard"], latent_stack=cfg["latent_stack"])
+                       tensorboard=cfg["tensorboard"], latent_stack=cfg["latent_stack"],
+                       train_failure_p=cfg["train_failure_p"])

@@ -56,6 +56,7 @@ def config():
     robustness_conditions = ["both", "image", "sound"]  # agents (by training condition) in the robustness curve
     robustness_episodes = 10
     latent_stack = None  # consecutive latents per agent observation (None: agents/config.py)
+    train_failure_p = None  # train with per-step sensor failures of this probability (multi-sensor conditions)
     hp = HYPERPARAMS[ENVS[env]["algo"]]  # algorithm hyper-parameters (defaults: agents/config.py)
     eval_freq = 2500  # EvalCallback period during training (steps)
     n_eval_episodes = 3  # EvalCallback episodes
@@ -157,14 +158,16 @@ def train_all(cfg, ck_path: Path, log) -> dict:
                 meta = json.loads(meta_path.read_text())
                 same = state or (meta.get("mhvae") or {}).get("sha256") == ref["sha256"]
                 want_stack = 1 if state else (cfg["latent_stack"] or ENVS[cfg["env"]].get("latent_stack", 1))
-                if same and meta.get("timesteps") == int(cfg["timesteps"]) and meta.get("latent_stack") == want_stack:
+                if (same and meta.get("timesteps") == int(cfg["timesteps"]) and meta.get("latent_stack") == want_stack
+                        and meta.get("train_failure_p") == (None if state else cfg["train_failure_p"])):
                     log(f"reusing {d}")
                     dirs[(cond, seed)], walls[(cond, seed)] = d, meta["train_wall_s"]
                     continue
             meta = train_agent(cfg["env"], None if state else CONDITIONS[cond], None if state else str(ck_path), seed,
                                cfg["timesteps"], d, state=state, hp=json.loads(json.dumps(cfg["hp"])), eval_freq=cfg["eval_freq"],
                                n_eval_episodes=cfg["n_eval_episodes"],
-                               progress=cfg["progress"], latent_stack=cfg["latent_stack"], log=log)
+                               progress=cfg["progress"], latent_stack=cfg["latent_stack"],
+                               train_failure_p=None if state else cfg["train_failure_p"], log=log)
             dirs[(cond, seed)], walls[(cond, seed)] = d, meta["train_wall_s"]
     return {"dirs": dirs, "walls": walls}
 

@@ -38,7 +38,7 @@ def test_short_sac_run_saves_with_mhvae_reference(checkpoint, tmp_path):
     out = tmp_path / "agent"
     meta = train_agent("pendulum_sound", "image", str(checkpoint), seed=0, timesteps=300, out_dir=out,
                        hp={"learning_starts": 100, "batch_size": 32}, eval_freq=200, n_eval_episodes=1,
-                       progress=False, tensorboard=True, log=lambda s: None)
+                       progress=True, tensorboard=True, log=lambda s: None)
     assert (out / "agent.zip").is_file() and (out / "best" / "best_model.zip").is_file()
     assert any((out / "tb").rglob("events.out.tfevents*"))
     stored = json.loads((out / "agent.json").read_text())
@@ -63,3 +63,16 @@ def test_short_sac_run_saves_with_mhvae_reference(checkpoint, tmp_path):
 def test_random_policy_returns_are_pendulum_like():
     r = random_returns("pendulum_sound", 2, seed=0)
     assert r.shape == (2,) and np.all(r < 0) and np.all(r > -16.3 * 300)
+
+
+def test_short_dqn_run_on_hyperhot(tmp_path):
+    torch.manual_seed(0)
+    path = save_checkpoint(tmp_path / "hh.pt", presets.build_model("hyperhot", "mhvae").eval())
+    meta = train_agent("hyperhot", "sound", str(path), seed=0, timesteps=150, out_dir=tmp_path / "dqn",
+                       hp={"learning_starts": 50, "batch_size": 16, "target_update_interval": 50},
+                       eval_freq=10_000, n_eval_episodes=1, progress=False, tensorboard=False, log=lambda s: None)
+    assert meta["algo"] == "dqn" and (tmp_path / "dqn" / "agent.zip").is_file()
+    agent, _ = load_agent(tmp_path / "dqn")
+    venv = make_vec_env("hyperhot", "image", str(path), n_envs=2, n_stack=meta["latent_stack"])
+    action, _ = agent.predict(venv.reset(), deterministic=True)
+    assert action.shape == (2,) and set(action.tolist()) <= set(range(6))
