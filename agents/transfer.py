@@ -339,7 +339,7 @@ def run(cfg: dict, log=print) -> dict:
     meta = {"mhvae_checkpoint": mhvae_reference(ck_path), "wall_times_s": times,
             "agent_train_wall_s": {f"{c}-seed{s}": w for (c, s), w in trained["walls"].items()}}
     write_outputs(cfg, results, norm, robust, agreement, meta)
-    log(f"wrote {out / 'table.md'}, results.json, transfer.png, robustness.png; times {times}")
+    log(f"wrote {out / 'table.md'}, results.json, transfer.png{', robustness.png' if robust else ''}; times {times}")
     return {"normalised_transfer": norm, "wall_times_s": times}
 
 
