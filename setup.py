@@ -26,6 +26,7 @@ setup(
         "matplotlib>=3.7",
         "pillow>=9.0",
         "tensorboard>=2.12",
+        "rich>=12",  # with tqdm, what Stable-Baselines3's progress_bar=True needs
     ],
     extras_require={
         "test": ["pytest>=7", "pygame>=2.1"],  # pygame: the "human" render mode's test (SDL dummy driver)

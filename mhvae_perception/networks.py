@@ -152,12 +152,13 @@ def build_modality_networks(name: str, shape: Sequence[int], kwargs: dict) -> Mo
 
 
 def fused_for_inference(module: nn.Module) -> nn.Module:
-    """An eval-mode copy in which every Linear followed by BatchNorm1d is folded into one Linear.
+    """An eval-mode copy in which every Linear followed by BatchNorm1d is folded into one Linear, and
+    convolution weights are stored channels-last (faster on CPU).
 
     Same outputs as ``module.eval()`` (up to float rounding) with one pass over the activations less per
-    layer; used by the estimators, which decode millions of samples.
+    layer; used by the estimators, which decode millions of samples, and by the RL wrappers.
     """
-    fused = copy.deepcopy(module).eval()
+    fused = copy.deepcopy(module).eval().to(memory_format=torch.channels_last)  # faster convolutions on CPU
     for seq in [m for m in fused.modules() if isinstance(m, nn.Sequential)]:
         for i in range(len(seq) - 1):
             if isinstance(seq[i], nn.Linear) and isinstance(seq[i + 1], nn.BatchNorm1d):

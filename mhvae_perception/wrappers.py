@@ -10,8 +10,9 @@
 The observation is the mean of q(z_c | available modalities) (or a sample with ``sample=True``), float32 of
 shape ``(model.top_latent_dim,)``. Modalities that are not available are treated exactly as dropped
 representations in training (modality representation dropout): their hidden representation is zero. The
-model's stored normalisation is applied inside ``model.encode``. Encoding runs under ``torch.no_grad`` with the
-model in eval mode.
+model's stored normalisation is applied inside ``model.encode``. Encoding runs under ``torch.no_grad`` on an
+eval-mode inference copy of the model taken at construction (BatchNorm folded into the linear layers,
+convolutions channels-last): later changes to the model's weights need a new wrapper.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from gymnasium import spaces
 
 from .checkpoints import load_checkpoint
 from .model import MultimodalVAE
+from .networks import fused_for_inference
 from .specs import check_subset
 
 ModelLike = Union[MultimodalVAE, str, os.PathLike]
@@ -140,6 +142,7 @@ class MHVAEObservation(gym.ObservationWrapper):
         super().__init__(env)
         self.model, self.checkpoint_path = resolve_model(model, device)
         check_observation_space(env.observation_space, self.model)
+        self._encoder = fused_for_inference(self.model)  # frozen inference copy: BatchNorm folded, channels-last
         self._modalities = _subset(modalities, self.model)
         self.sample = bool(sample)
         self._generator = torch.Generator(device=self.model.device)
@@ -180,7 +183,7 @@ class MHVAEObservation(gym.ObservationWrapper):
         if missing:
             raise ValueError(f"the observation lacks modality {missing[0]!r} (has {tuple(observation)})")
         batch = {n: np.asarray(observation[n])[None] for n in self._modalities}
-        return encode_observations(self.model, batch, self._modalities, self.sample, self._generator)[0]
+        return encode_observations(self._encoder, batch, self._modalities, self.sample, self._generator)[0]
 
 
 def _find_latent_wrapper(env: gym.Env) -> MHVAEObservation:
@@ -287,6 +290,7 @@ if VecEnvWrapper is not None:
             model, self.checkpoint_path = resolve_model(model, device)
             check_observation_space(venv.observation_space, model)
             self.model = model
+            self._encoder = fused_for_inference(model)  # frozen inference copy: BatchNorm folded, channels-last
             super().__init__(venv, observation_space=_latent_space(model))
             subset = _subset(modalities, model)
             self._modalities = [subset] * self.num_envs
@@ -322,7 +326,7 @@ if VecEnvWrapper is not None:
                     part = {n: obs[n] for n in subset}
                 else:
                     part = {n: np.asarray(obs[n])[js] for n in subset}
-                out[js] = encode_observations(self.model, part, subset, self.sample, self._generator)
+                out[js] = encode_observations(self._encoder, part, subset, self.sample, self._generator)
             return out
 
         def reset(self) -> np.ndarray:
