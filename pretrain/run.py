@@ -323,7 +323,8 @@ def _best_epoch(history, best):
 
 # ------------------------------------------------------------------------------------------------ evaluation
 def evaluate_model(model, splits: data.DatasetSplits, cfg: dict, out_dir, checkpoint=None, _run=None, log=print) -> dict:
-    """The paper's rows on the test split (K importance samples), metrics.json, results.md and figures."""
+    """The paper's rows on the test split (K importance samples), the mean ELBO terms on the validation split and
+    the evaluated test points (metrics.json "elbo_terms"), metrics.json, results.md and figures."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device
@@ -336,11 +337,15 @@ def evaluate_model(model, splits: data.DatasetSplits, cfg: dict, out_dir, checkp
     values = estimators.paper_table(model, batches, num_samples=K, chunk_size=cfg.get("eval_chunk_size"),
                                     progress=cfg.get("progress", True))
     wall = time.time() - t0
+    torch.manual_seed(int(cfg.get("eval_seed", 12345)))
+    elbo_terms = {"test": mean_terms(model, splits.test, int(cfg["eval_batch_size"]), device, n_points),
+                  "valid": mean_terms(model, splits.valid, int(cfg["eval_batch_size"]), device, cfg.get("valid_points"))}
     rows = [{"row": key, "metric": metric, "input": inp, "value": values[key]} for key, metric, inp in estimators.PAPER_ROWS]
     metrics = {"dataset": splits.name, "model": cfg.get("model"), "checkpoint": str(checkpoint) if checkpoint else None,
                "num_samples": K, "test_points": n_points, "test_split_size": len(splits.test),
                "modalities": {"x1": model.modality_names[0], "x2": model.modality_names[1]},
-               "rows": rows, "values": {r["row"]: r["value"] for r in rows}, "eval_wall_s": wall}
+               "rows": rows, "values": {r["row"]: r["value"] for r in rows}, "eval_wall_s": wall,
+               "elbo_terms": elbo_terms}
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     lines = [f"# {splits.name} / {cfg.get('model')}: test log-likelihoods",
              "",
@@ -350,14 +355,42 @@ def evaluate_model(model, splits: data.DatasetSplits, cfg: dict, out_dir, checkp
              "| metric | input | value |",
              "|---|---|---|"]
     lines += [f"| {_md(r['metric'])} | {_md(r['input'])} | {r['value']:.2f} |" for r in rows]
+    n_table = len(lines)
+    names = list(elbo_terms["test"]["terms"])
+    lines += ["",
+              f"Single-sample ELBO terms (unweighted, every modality given; means per data point, nats) on "
+              f"{elbo_terms['valid']['points']} validation and {elbo_terms['test']['points']} test points:",
+              "",
+              "| split | " + " | ".join(names) + " |",
+              "|---|" + "---|" * len(names)]
+    lines += [f"| {split} | " + " | ".join(f"{elbo_terms[split]['terms'][k]:.2f}" for k in names) + " |"
+              for split in ("valid", "test")]
     (out_dir / "results.md").write_text("\n".join(lines) + "\n")
     for r in rows:
         if _run is not None:
             _run.log_scalar(f"test/{r['row']}", r["value"])
-    log("\n".join(lines[4:]))
+    log("\n".join(lines[4:n_table] + lines[n_table + 3:]))
     if cfg.get("figures", True):
         save_figures(model, splits, out_dir, seed=int(cfg.get("eval_seed", 12345)))
     return metrics
+
+
+@torch.no_grad()
+def mean_terms(model, dataset: data.DictTensorDataset, batch_size: int, device, limit=None) -> dict:
+    """Means of the model's ELBO terms (rec/<modality>, kl/<modality>, kl/core, elbo; no warm-up weights) in
+    evaluation mode (every modality given, one reparameterised sample per point) over the first ``limit`` points."""
+    was = model.training
+    model.eval()
+    sums, count = defaultdict(float), 0
+    for batch in dataset.iter_batches(batch_size, limit=limit):
+        out = model.loss(to_device(batch, device))
+        n = int(next(iter(batch.values())).shape[0])
+        count += n
+        for k, v in out.terms.items():
+            if "scale" not in k and "beta" not in k:
+                sums[k] += _scalar(v) * n
+    model.train(was)
+    return {"points": count, "terms": {k: v / max(count, 1) for k, v in sums.items()}}
 
 
 def _md(text: str) -> str:
@@ -408,6 +441,138 @@ def save_figures(model, splits: data.DatasetSplits, out_dir, seed: int = 0, per_
     for i in range(0, len(orig), per_row):
         rows += [orig[i:i + per_row], xrec[i:i + per_row]]
     save_image(_grid_images(torch.cat(rows)), out_dir / f"reconstructions_from_{x2}.png", nrow=per_row * frames, padding=1)
+    if splits.normalisation:  # environment datasets (image + sound): labelled cross-modal pictures
+        save_cross_modal_figures(model, splits, out_dir, seed=seed)
+
+
+#: Names of the last axis of small vector modalities, for figure titles.
+FEATURE_NAMES = {"pendulum_sound": ("Doppler frequency (Hz)", "amplitude 1/d²")}
+
+
+def _spread_indices(n_total: int, n: int) -> torch.Tensor:
+    """``n`` test indices spread evenly over the split (consecutive points are near-identical env steps)."""
+    return torch.linspace(0, n_total - 1, min(n, n_total)).round().long()
+
+
+@torch.no_grad()
+def save_cross_modal_figures(model, splits: data.DatasetSplits, out_dir, seed: int = 0, n_images: int = 8,
+                             n_sound_points: int = 500) -> None:
+    """Labelled cross-modal figures for image + vector datasets (the environments).
+
+    ``cross_modal_<x1>.png``: columns are spread-out test points; rows: the true stacked frames (side by side),
+    then x1 generated with one sample z_c ~ q(z_c | given) (and the modality latent from p(z | z_c)), decoded
+    to its mean, given x2 only, x1 only and both. ``<x2>_from_<x1>.png``: the true x2 against x2 generated from
+    x1 only (z_c ~ q(z_c | x1)) and from both: one scatter panel per feature over test points for small
+    vectors (e.g. PendulumSound's Doppler frequency / amplitude per microphone), or per-channel traces of the
+    last frame for a few test points for long signals (e.g. Hyperhot's waveforms).
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    model.eval()
+    device = next(model.parameters()).device
+    x1, x2 = model.modality_names[0], model.modality_names[1]
+    torch.manual_seed(seed)
+
+    idx = _spread_indices(len(splits.test), n_images)
+    test = to_device(splits.test.batch(idx), device)
+    given = {f"{x2} only": {x2: test[x2]}, f"{x1} only": {x1: test[x1]}, "both": test}
+    rows = [(f"true {x1}", test[x1].cpu())]
+    rows += [(f"from {name}", model.generate(b)[x1].cpu()) for name, b in given.items()]
+
+    def tile(img: torch.Tensor) -> np.ndarray:  # (C, H, W) -> C frames side by side (grey) or RGB
+        img = img.float().clamp(0, 1)
+        if img.shape[0] == 3:
+            return img.permute(1, 2, 0).numpy()
+        sep = torch.ones(img.shape[1], 2)
+        parts = []
+        for c in range(img.shape[0]):
+            parts += [img[c], sep] if c < img.shape[0] - 1 else [img[c]]
+        return torch.cat(parts, dim=1).numpy()
+
+    n = len(idx)
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.9 * n, 1.15 * len(rows) + 0.6), squeeze=False)
+    for r, (label, imgs) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r][c]
+            ax.imshow(tile(imgs[c]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(label, fontsize=9)
+            if r == 0:
+                ax.set_title(f"test #{int(idx[c])}", fontsize=8)
+    fig.suptitle(f"{splits.name}: {x1} (frames side by side) generated with z_c ~ q(z_c | given), decoded mean",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out_dir / f"cross_modal_{x1}.png", dpi=80)
+    plt.close(fig)
+
+    # x2 from x1
+    torch.manual_seed(seed)
+    m = min(len(splits.test), n_sound_points)
+    spread = _spread_indices(len(splits.test), m)
+    pts = to_device(splits.test.batch(spread), device)
+    true2 = pts[x2].cpu()
+    from_x1 = model.generate({x1: pts[x1]})[x2].cpu()
+    from_both = model.generate(pts)[x2].cpu()
+    shape = tuple(true2.shape[1:])
+    n_feat = int(np.prod(shape))
+    if n_feat <= 24:
+        cols = shape[-1] * (shape[-2] if len(shape) >= 2 else 1)
+        cols = cols if cols <= 8 else 6
+        nrows = math.ceil(n_feat / cols)
+        fig, axes = plt.subplots(nrows, cols, figsize=(2.6 * cols, 2.5 * nrows), squeeze=False)
+        t, a, b = true2.reshape(m, -1), from_x1.reshape(m, -1), from_both.reshape(m, -1)
+        for f in range(nrows * cols):
+            ax = axes[f // cols][f % cols]
+            if f >= n_feat:
+                ax.axis("off")
+                continue
+            ax.scatter(t[:, f], b[:, f], s=3, alpha=0.4, color="tab:green", label="from both")
+            ax.scatter(t[:, f], a[:, f], s=3, alpha=0.5, color="tab:blue", label=f"from {x1} only")
+            lo, hi = float(t[:, f].min()), float(t[:, f].max())
+            ax.plot([lo, hi], [lo, hi], color="k", lw=0.8)
+            r2 = 1 - float(((a[:, f] - t[:, f]) ** 2).mean()) / max(float(t[:, f].var(unbiased=False)), 1e-12)
+            pos = [int(i) for i in np.unravel_index(f, shape)]
+            names = FEATURE_NAMES.get(splits.name)
+            if names and len(pos) == 3:
+                label = f"frame {pos[0]}, mic {pos[1]}: {names[pos[2]]}"
+            else:
+                label = f"{x2}{pos}"
+            ax.set_title(f"{label}\nR² ({x1} only) = {r2:.2f}", fontsize=8)
+            ax.tick_params(labelsize=6)
+            if f % cols == 0:
+                ax.set_ylabel("generated", fontsize=8)
+            if f // cols == nrows - 1:
+                ax.set_xlabel("true", fontsize=8)
+        axes[0][0].legend(fontsize=6, markerscale=3)
+        fig.suptitle(f"{splits.name}: true {x2} features vs {x2} generated from {x1} (z_c ~ q(z_c | {x1})), "
+                     f"{m} test points", fontsize=9)
+    else:
+        ex_idx = [0, m // 2, m - 1][:m]
+        chans = shape[-2] if len(shape) >= 2 else 1
+        fig, axes = plt.subplots(len(ex_idx), chans, figsize=(3.2 * chans, 2.0 * len(ex_idx)), squeeze=False)
+        for r, i in enumerate(ex_idx):
+            last = (lambda v: v[i].reshape(-1, chans, shape[-1])[-1])
+            for c in range(chans):
+                ax = axes[r][c]
+                ax.plot(last(true2)[c].numpy(), color="k", lw=0.6, label="true")
+                ax.plot(last(from_x1)[c].numpy(), color="tab:blue", lw=0.6, alpha=0.8, label=f"from {x1} only")
+                ax.plot(last(from_both)[c].numpy(), color="tab:green", lw=0.6, alpha=0.6, label="from both")
+                ax.tick_params(labelsize=6)
+                if r == 0:
+                    ax.set_title(f"channel {c}", fontsize=8)
+                if c == 0:
+                    ax.set_ylabel(f"test #{int(spread[i])}", fontsize=8)
+        axes[0][0].legend(fontsize=6)
+        fig.suptitle(f"{splits.name}: {x2} (last frame per channel), true vs generated from {x1} "
+                     f"(z_c ~ q(z_c | {x1})) and from both", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out_dir / f"{x2}_from_{x1}.png", dpi=80)
+    plt.close(fig)
 
 
 def plot_learning_curves(history, path) -> None:

@@ -152,3 +152,39 @@ def test_real_mnist_smoke_and_evaluate_command(tmp_path):
     out = rd / "eval-best-K4-n16" / "metrics.json"
     assert out.is_file() and json.loads(out.read_text())["num_samples"] == 4
     assert set(ev.result) == set(metrics["values"])
+
+
+def synthetic_pendulum_sound(n_train=96, n_valid=32, n_test=40, seed=0):
+    """PendulumSound-shaped splits (0/1 uint8 image frames, Gaussian sound features with normalisation)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def part(n):
+        image = (torch.rand(n, 2, 60, 60, generator=g) < 0.1).to(torch.uint8)
+        sound = 440 + 50 * torch.randn(n, 2, 3, 2, generator=g)
+        return data.DictTensorDataset({"image": image, "sound": sound}, uint8_scale={"image": 1.0})
+
+    train, valid, test = part(n_train), part(n_valid), part(n_test)
+    norm = {"sound": data.sound_statistics(train.tensors["sound"])}
+    return data.DatasetSplits("pendulum_sound", train, valid, test, ("image", "sound"), normalisation=norm)
+
+
+def test_env_dataset_run_stores_normalisation_and_writes_cross_modal_figures(tmp_path, monkeypatch):
+    splits = synthetic_pendulum_sound()
+    monkeypatch.setattr(data, "load_dataset", lambda name, split_seed=0, root=None, path=None: splits)
+    rd = tmp_path / "env"
+    run({"dataset": "pendulum_sound", "epochs": 1, "batch_size": 32, "warmup_modality_epochs": 1,
+         "warmup_core_epochs": 1, "eval_samples": 3, "eval_points": 16, "eval_batch_size": 8, "progress": False,
+         "tensorboard": False, "run_dir": str(rd)})
+    ck = checkpoints.load_checkpoint(rd / "checkpoints" / "best.pt")
+    norm = ck.config["modalities"][1]["normalisation"]
+    assert torch.allclose(torch.tensor(norm["mean"]), torch.tensor(splits.normalisation["sound"]["mean"]))
+    metrics = json.loads((rd / "metrics.json").read_text())
+    for split in ("valid", "test"):
+        terms = metrics["elbo_terms"][split]["terms"]
+        assert {"rec/image", "rec/sound", "kl/image", "kl/sound", "kl/core"} <= set(terms)
+        assert all(math.isfinite(v) for v in terms.values())
+    assert metrics["elbo_terms"]["test"]["points"] == 16
+    assert "kl/core" in (rd / "results.md").read_text()
+    for name in ("cross_modal_image.png", "sound_from_image.png", "reconstructions_from_sound.png",
+                 "learning_curves.png"):
+        assert (rd / name).stat().st_size > 1000, name
