@@ -54,6 +54,17 @@ def load_store() -> dict:
     return json.loads(m.group(1)) if m else {}
 
 
+def write_results(store: dict) -> None:
+    """Re-render the tables; sections other tools appended after the data block are kept as they are."""
+    tail = ""
+    if RESULTS.is_file():
+        text = RESULTS.read_text()
+        m = re.search(re.escape(DATA_MARK) + r"\n.*?\n-->\n", text, re.S)
+        tail = text[m.end():] if m else ""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(render(store) + tail)
+
+
 def render(store: dict) -> str:
     out = ["# Results: MHVAE vs JMVAE vs MVAE on the paper's Tables 1-3", "",
            "Test-split log-likelihood estimates (nats, higher is better) with K importance samples, for the rows of "
@@ -129,7 +140,7 @@ def main(argv=None) -> None:
 
     store = load_store()
     if args.render_only:
-        RESULTS.write_text(render(store))
+        write_results(store)
         return
     updates = {"dataset": args.dataset, "seed": args.seed, "progress": False}
     if not args.full:
@@ -161,8 +172,7 @@ def main(argv=None) -> None:
         print(f"{args.dataset}/{model}: {wall / 60:.1f} min; " + ", ".join(f"{k}: {v:.2f}" for k, v in metrics["values"].items()),
               flush=True)
         store[args.dataset] = entry  # written after every model: a crash keeps what was measured
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(render(store))
+        write_results(store)
     print(f"wrote {RESULTS}")
 
 

@@ -152,11 +152,8 @@ def build_model(cfg: dict, splits: data.DatasetSplits):
     kwargs = {}
     if cfg["model"] == "mhvae":
         kwargs.update(warmup_modality_epochs=cfg["warmup_modality_epochs"], warmup_core_epochs=cfg["warmup_core_epochs"])
-    else:  # U_b: the library takes it as warmup_epochs or, in its first version, as warmup_core_epochs
-        import inspect
-        params = inspect.signature(presets.config).parameters
-        key = "warmup_epochs" if "warmup_epochs" in params else "warmup_core_epochs"
-        kwargs[key] = cfg["warmup_epochs"]
+    else:  # U_b: the baselines' single KL warm-up is the library's warmup_core_epochs
+        kwargs["warmup_core_epochs"] = cfg["warmup_epochs"]
     if splits.normalisation:
         kwargs["normalisation"] = splits.normalisation
     return presets.build_model(cfg["dataset"], model=cfg["model"], **kwargs)
