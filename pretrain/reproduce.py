@@ -95,6 +95,13 @@ def render(store: dict) -> str:
             theirs = [f"{paper[m][row]:.2f}" if m in paper and row in paper[m] else "not found" for m in MODELS]
             out.append(f"| {_md(metric)} | {_md(inp)} | " + " | ".join(ours + theirs) + " |")
         out.append("")
+        values = {m: (res or {}).get("models", {}).get(m, {}).get("values", {}) for m in ("mhvae", "jmvae")}
+        compared = [(row, metric, inp) for row, metric, inp in ROWS if all(row in v for v in values.values())]
+        if compared:
+            behind = [f"{_md(metric)} from {_md(inp)}" for row, metric, inp in compared
+                      if values["mhvae"][row] < values["jmvae"][row]]
+            out += [f"MHVAE >= JMVAE on {len(compared) - len(behind)} of {len(compared)} rows at this budget" +
+                    (f"; behind on: {', '.join(behind)}." if behind else "."), ""]
         if res:
             b = res["budget"]
             label = "the paper's protocol" if res.get("full") else "REDUCED"
