@@ -204,13 +204,15 @@ def evaluate_all(cfg, ck_path: Path, dirs: dict, log) -> dict:
 
 
 def normalised_transfer(results: dict, conditions) -> dict:
-    """100 * (R[train, test] - R_random) / (R[train, train] - R_random) for train != test."""
+    """100 * (R[train, test] - R_random) / (R[train, train] - R_random) for train != test; None where the agent
+    does no better than random on its own condition (the ratio is undefined then)."""
     rnd = results["random"]["mean"]
     out = {}
     for a in conditions:
         for b in results[a]:
             if a != b:
-                out[f"{a}->{b}"] = 100.0 * (results[a][b]["mean"] - rnd) / (results[a][a]["mean"] - rnd)
+                gain = results[a][a]["mean"] - rnd
+                out[f"{a}->{b}"] = 100.0 * (results[a][b]["mean"] - rnd) / gain if abs(gain) > 1e-9 else None
     return out
 
 
@@ -258,7 +260,8 @@ def write_outputs(cfg, results: dict, norm: dict, robust: dict, agreement: dict,
     lines.append("| random policy | " + " | ".join([fmt(results["random"])] * len(tests)) + " |")
     lines += ["", "Normalised transfer (random = 0 %, train condition tested on itself = 100 %):", "",
               "| train -> test | normalised return |", "|---|---|"]
-    lines += [f"| {k} | {v:.0f} % |" for k, v in norm.items()]
+    lines += [f"| {k} | " + ("undefined (no better than random on its own condition)" if v is None else f"{v:.0f} %")
+              + " |" for k, v in norm.items()]
     if robust:
         lines += ["", f"Robustness: return under per-step, per-sensor failure probability p (image and sound; never "
                       f"both at once), {robust['episodes_per_seed']} episodes × {len(cfg['seeds'])} seeds:", "",
@@ -324,7 +327,7 @@ def run(cfg: dict, log=print) -> dict:
     times["evaluate_s"] = time.perf_counter() - t0
     norm = normalised_transfer(results, cfg["train_conditions"])
     for k, v in norm.items():
-        log(f"normalised transfer {k}: {v:.0f} %")
+        log(f"normalised transfer {k}: " + ("undefined" if v is None else f"{v:.0f} %"))
     t0 = time.perf_counter()
     robust = robustness(cfg, ck_path, trained["dirs"], log) if cfg["failure_probs"] else {}
     times["robustness_s"] = time.perf_counter() - t0

@@ -76,3 +76,13 @@ def test_short_dqn_run_on_hyperhot(tmp_path):
     venv = make_vec_env("hyperhot", "image", str(path), n_envs=2, n_stack=meta["latent_stack"])
     action, _ = agent.predict(venv.reset(), deterministic=True)
     assert action.shape == (2,) and set(action.tolist()) <= set(range(6))
+
+
+def test_normalised_transfer_is_undefined_without_a_gain_over_random():
+    from agents.transfer import normalised_transfer
+
+    results = {"random": {"mean": -10.0}, "image": {"image": {"mean": 10.0}, "sound": {"mean": 5.0}},
+               "sound": {"sound": {"mean": -10.0}, "image": {"mean": -10.0}}}
+    norm = normalised_transfer(results, ["image", "sound"])
+    assert norm["image->sound"] == 75.0
+    assert norm["sound->image"] is None
