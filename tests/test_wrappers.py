@@ -15,15 +15,6 @@ from mhvae_perception.wrappers import (MHVAEObservation, SensorFailure, VecMHVAE
 SOUND_NORM = {"sound": {"mean": [[[440.0, 0.1]] * 3] * 2, "std": [[[20.0, 0.05]] * 3] * 2}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Batch-1 encoding is fastest on one thread (and the machine is shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
