@@ -212,7 +212,7 @@ def train(cfg: dict, _run=None, log=print) -> dict:
     log(splits.summary())
     seed_everything(cfg["seed"])  # before building: identical initial weights per seed
     model = build_model(cfg, splits).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], fused=True)  # one kernel for all parameters
     run_config = {k: cfg.get(k) for k in RUN_KEYS}
 
     start_epoch, best, history = 0, -math.inf, []
