@@ -13,7 +13,7 @@ from torch import nn
 
 from .distributions import gaussian_kl, gaussian_log_prob, reparameterise, standard_normal_kl, standard_normal_log_prob
 from .model import Batch, LossOutput, MultimodalVAE, Query, canonical_queries, inference, warmup_scale
-from .networks import build_modality_networks, mlp
+from .networks import build_modality_networks, mlp_with_head
 from .specs import ModelConfig
 
 
@@ -98,9 +98,7 @@ class JMVAE(SingleLatentVAE):
             single = build_modality_networks(m.network, m.shape, m.network_kwargs)
             self.unimodal_encoders[m.name] = nn.Sequential(single.encoder,
                                                            nn.Linear(single.hidden_dim, 2 * core.latent_dim))
-        self.joint_head = nn.Sequential(
-            mlp([total, *core.hidden], core.activation, core.batchnorm) if core.hidden else nn.Identity(),
-            nn.Linear(core.hidden[-1] if core.hidden else total, 2 * core.latent_dim))
+        self.joint_head = mlp_with_head(total, core.hidden, 2 * core.latent_dim, core.activation, core.batchnorm)
 
     def unimodal_posterior(self, name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self._split(self.unimodal_encoders[name](x))

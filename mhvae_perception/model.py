@@ -19,7 +19,7 @@ from torch import nn
 
 from .distributions import (Likelihood, gaussian_kl, gaussian_log_prob, reparameterise,
                             standard_normal_kl, standard_normal_log_prob)
-from .networks import build_modality_networks, mlp
+from .networks import build_modality_networks, mlp, mlp_with_head
 from .specs import ModelConfig, check_subset
 
 Batch = Mapping[str, "torch.Tensor | np.ndarray"]
@@ -216,9 +216,8 @@ class MHVAE(MultimodalVAE):
             self.posterior_heads[m.name] = nn.Linear(nets.hidden_dim, 2 * m.latent_dim)
             self.decoders[m.name] = nets.make_decoder(m.latent_dim)
             hidden_total += nets.hidden_dim
-        self.core_encoder = nn.Sequential(
-            mlp([hidden_total, *core.hidden], core.activation, core.batchnorm) if core.hidden else nn.Identity(),
-            nn.Linear(core.hidden[-1] if core.hidden else hidden_total, 2 * core.latent_dim))
+        self.core_encoder = mlp_with_head(hidden_total, core.hidden, 2 * core.latent_dim, core.activation,
+                                          core.batchnorm)
         self.core_decoder = (mlp([core.latent_dim, *core.hidden[::-1]], core.activation, core.batchnorm)
                              if core.hidden else nn.Identity())
         for m in config.modalities:

@@ -44,6 +44,14 @@ def mlp(sizes: Sequence[int], activation_name: str = "leaky_relu", batchnorm: bo
     return nn.Sequential(*layers)
 
 
+def mlp_with_head(in_dim: int, hidden: Sequence[int], out_dim: int, activation_name: str = "leaky_relu",
+                  batchnorm: bool = True) -> nn.Sequential:
+    """The hidden MLP (or nothing, when ``hidden`` is empty) followed by a linear output layer."""
+    hidden = tuple(hidden)
+    body = mlp([in_dim, *hidden], activation_name, batchnorm) if hidden else nn.Identity()
+    return nn.Sequential(body, nn.Linear(hidden[-1] if hidden else in_dim, out_dim))
+
+
 @dataclass
 class ModalityNetworks:
     encoder: nn.Module
