@@ -105,13 +105,15 @@ def encode_observations(model: MultimodalVAE, obs: Mapping[str, np.ndarray], mod
     for name in modalities:
         if name not in obs:
             raise ValueError(f"the observation lacks modality {name!r} (has {tuple(obs)})")
-        x = np.asarray(obs[name])
-        if not np.all(np.isfinite(x)):
-            raise ValueError(f"observation {name!r} contains NaN or inf values; the MHVAE wrapper refuses to "
-                             f"encode it (it would give a NaN latent). Fix the sensor, or drop this modality with "
-                             f"set_modalities() / SensorFailure while it is faulty")
-        batch[name] = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    mu, logvar = model.encode(batch)
+        batch[name] = torch.from_numpy(np.ascontiguousarray(obs[name], dtype=np.float32))
+    try:
+        mu, logvar = model.encode(batch)  # model.prepare checks shapes and refuses NaN/inf (once, here)
+    except ValueError as err:
+        if "NaN or inf" not in str(err):
+            raise
+        raise ValueError(f"{err}. The MHVAE wrapper refuses to encode it (it would give a NaN latent): fix the "
+                         f"sensor, or drop this modality with set_modalities() / SensorFailure while it is "
+                         f"faulty") from err
     if sample:
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         mu = mu + torch.exp(0.5 * logvar) * eps

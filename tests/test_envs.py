@@ -43,13 +43,18 @@ def test_registered_and_make(env_id):
     assert env.spec.id == env_id
 
 
-@pytest.mark.parametrize("env_id", envs.ENV_IDS)
-def test_gymnasium_checker(env_id):
+def _checker_messages(check, env_id: str) -> list[str]:
+    """The warning messages a checker emits on a fresh (unwrapped) ``env_id``."""
     env = gym.make(env_id).unwrapped
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        gym_check_env(env, skip_render_check=True)
-    msgs = _messages(record)
+        check(env)
+    return _messages(record)
+
+
+@pytest.mark.parametrize("env_id", envs.ENV_IDS)
+def test_gymnasium_checker(env_id):
+    msgs = _checker_messages(lambda env: gym_check_env(env, skip_render_check=True), env_id)
     assert _unexpected(msgs, ALLOWED_GYM) == []
     if env_id == "Hyperhot-v0":
         assert msgs == []
@@ -59,11 +64,7 @@ def test_gymnasium_checker(env_id):
 def test_sb3_checker(env_id):
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-    env = gym.make(env_id).unwrapped
-    with warnings.catch_warnings(record=True) as record:
-        warnings.simplefilter("always")
-        sb3_check_env(env, warn=True)
-    assert _unexpected(_messages(record), ALLOWED_SB3) == []
+    assert _unexpected(_checker_messages(lambda env: sb3_check_env(env, warn=True), env_id), ALLOWED_SB3) == []
 
 
 @pytest.mark.parametrize("env_id", envs.ENV_IDS)

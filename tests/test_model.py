@@ -1,5 +1,4 @@
 """The MHVAE and baselines: maths against closed forms, MRD, losses, warm-ups, input errors, any N."""
-import gzip
 from pathlib import Path
 
 import numpy as np
@@ -166,27 +165,18 @@ def test_bad_inputs_get_clear_errors():
         ModelConfig.from_dict({**model.config.to_dict(), "latnet_dim": 3})
 
 
-def _read_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
-
-
 @pytest.mark.skipif(not (SHARED / "MNIST" / "raw").is_dir(), reason="real MNIST not beside the repo (../shared/data)")
 def test_mvae_trains_without_nans_on_real_mnist():
-    images = _read_idx(SHARED / "MNIST/raw/train-images-idx3-ubyte.gz")[:6400]
-    labels = _read_idx(SHARED / "MNIST/raw/train-labels-idx1-ubyte.gz")[:6400]
-    x = torch.from_numpy(images.copy()).float().div(255).unsqueeze(1)
-    y = torch.nn.functional.one_hot(torch.from_numpy(labels.astype(np.int64)), 10).float()
+    from mhvae_perception import data
+
+    train = data.load_dataset("mnist").train  # dynamically binarised training split
     torch.manual_seed(0)
     model = presets.build_model("mnist", "mvae", warmup_core_epochs=1.0)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []
-    for step in range(100):
-        idx = torch.randint(0, len(x), (64,))
-        out = model.loss({"image": torch.bernoulli(x[idx]), "label": y[idx]}, epoch=step / 100)
+    batches = train.iter_batches(64, shuffle=True, generator=torch.Generator().manual_seed(0), limit=6400)
+    for step, batch in enumerate(batches):
+        out = model.loss(batch, epoch=step / 100)
         assert torch.isfinite(out.loss), f"NaN/inf loss at step {step}: {out.terms}"
         opt.zero_grad()
         out.loss.backward()
