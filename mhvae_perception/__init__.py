@@ -3,12 +3,13 @@ surviving a lost sensor, with JMVAE-kl and MVAE baselines and importance-sampled
 from . import checkpoints, estimators, presets
 from .baselines import JMVAE, MVAE
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from .model import MHVAE, LossOutput, MultimodalVAE, Query, build_model, warmup_scale
+from .model import MHVAE, LossOutput, MultimodalVAE, Query, warmup_scale
+from .registry import MODEL_KINDS, build_model
 from .specs import CoreSpec, ModalitySpec, ModelConfig, Normalisation
 from .version import __version__
 
 __all__ = [
-    "MHVAE", "JMVAE", "MVAE", "MultimodalVAE", "Query", "LossOutput", "build_model", "warmup_scale",
+    "MHVAE", "JMVAE", "MVAE", "MultimodalVAE", "Query", "LossOutput", "MODEL_KINDS", "build_model", "warmup_scale",
     "ModalitySpec", "CoreSpec", "ModelConfig", "Normalisation", "CheckpointError", "save_checkpoint",
     "load_checkpoint", "checkpoints", "estimators", "presets", "__version__",
 ]

@@ -125,8 +125,7 @@ class JMVAE(SingleLatentVAE):
             penalty = penalty + kl
         logged = {k: v.mean().detach() for k, v in terms.items()}
         logged["elbo"] = (sum(terms[f"rec/{n}"] for n in self.modality_names) - terms["kl"]).mean().detach()
-        logged["kl_scale"] = torch.tensor(scale)
-        return LossOutput((-value + self.config.jmvae_alpha * penalty).mean(), logged)
+        return LossOutput((-value + self.config.jmvae_alpha * penalty).mean(), logged, {"beta": scale})
 
 
 class MVAE(SingleLatentVAE):
@@ -153,11 +152,10 @@ class MVAE(SingleLatentVAE):
         logged["elbo"] = (sum(terms[f"rec/{n}"] for n in self.modality_names) - terms["kl"]).mean().detach()
         if len(self.modality_names) > 1:
             for name in self.modality_names:
-                value, _, _ = self.subset_elbo({name: x[name]}, scale, weighted=True)
-                logged[f"elbo_unimodal/{name}"] = value.mean().detach()
+                value, uni, _ = self.subset_elbo({name: x[name]}, scale, weighted=True)
+                logged[f"elbo_unimodal/{name}"] = (uni[f"rec/{name}"] - uni["kl"]).mean().detach()  # unweighted
                 total = total + value
-        logged["kl_scale"] = torch.tensor(scale)
-        return LossOutput(-total.mean(), logged)
+        return LossOutput(-total.mean(), logged, {"beta": scale})
 
 
 def product_of_experts(experts: Sequence[tuple[torch.Tensor, torch.Tensor]], clamp: tuple[float, float],

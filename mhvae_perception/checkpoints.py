@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from .model import MultimodalVAE, build_model
+from .model import MultimodalVAE
+from .registry import build_model
 from .specs import ModelConfig
 from .version import __version__
 

@@ -10,7 +10,7 @@ modalities is exactly the same operation with the absent modalities dropped.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -39,10 +39,24 @@ def canonical_queries(queries: Sequence[Query], names: Sequence[str]) -> list[Qu
 
 @dataclass
 class LossOutput:
-    """``loss`` is minimised; ``terms`` are detached scalars for logging."""
+    """What a training loss returns, its parts kept apart.
+
+    ``loss``: the scalar to minimise. ``terms``: detached batch means of the unweighted pieces
+    (``rec/<m>``, ``kl/<m>``, ``kl/core``, ``elbo``, ...), never multiplied by a warm-up weight.
+    ``schedule``: the warm-up weights in force, by name (``beta_m``, ``beta_c`` for the MHVAE; ``beta`` for
+    the baselines).
+    """
 
     loss: torch.Tensor
     terms: dict[str, torch.Tensor]
+    schedule: dict[str, float] = field(default_factory=dict)
+
+    def scalars(self) -> dict[str, float]:
+        """Everything as floats for a logger: ``{"loss", **terms, "schedule/<name>": ...}``."""
+        out = {"loss": float(self.loss.detach())}
+        out.update({k: float(v) for k, v in self.terms.items()})
+        out.update({f"schedule/{k}": float(v) for k, v in self.schedule.items()})
+        return out
 
 
 def inference(method):
@@ -319,9 +333,7 @@ class MHVAE(MultimodalVAE):
         logged = {k: v.mean().detach() for k, v in terms.items()}
         logged["elbo"] = sum(terms[f"rec/{n}"] - terms[f"kl/{n}"] for n in self.modality_names).mean().detach() \
             - logged["kl/core"]
-        logged["beta_m_scale"] = torch.tensor(beta_m)
-        logged["beta_c_scale"] = torch.tensor(beta_c)
-        return LossOutput(-objective.mean(), logged)
+        return LossOutput(-objective.mean(), logged, {"beta_m": beta_m, "beta_c": beta_c})
 
     def elbo(self, batch: Batch) -> torch.Tensor:
         """Unweighted single-sample ELBO of log p(x_1..x_N) per data point, every modality kept."""
@@ -369,12 +381,3 @@ class MHVAE(MultimodalVAE):
                         w = w + from_prior[name]
                 results[q] = w
         return {o: results[q] for o, q in zip(originals, queries)}
-
-
-def build_model(config: ModelConfig | dict) -> MultimodalVAE:
-    """The model a description asks for (``config.kind``: mhvae, jmvae or mvae)."""
-    from .baselines import JMVAE, MVAE
-
-    if isinstance(config, dict):
-        config = ModelConfig.from_dict(config)
-    return {"mhvae": MHVAE, "jmvae": JMVAE, "mvae": MVAE}[config.kind](config)

@@ -10,7 +10,7 @@ import dataclasses
 from typing import Any, Mapping
 
 from .model import MultimodalVAE
-from .model import build_model as _build
+from .registry import build_model as _build
 from .specs import CoreSpec, ModalitySpec, ModelConfig, Normalisation
 
 MLP3 = lambda width, act="leaky_relu": {"hidden": [width] * 3, "activation": act, "batchnorm": True}  # noqa: E731
