@@ -1,0 +1,104 @@
+"""Trained models shipped with the project, loadable by name and checked against a stored SHA-256.
+
+>>> from mhvae_perception import pretrained
+>>> pretrained.available()                      # name -> what it is (dataset, kind, budget, source run)
+>>> model = pretrained.load("mnist-mhvae")       # eval mode; weights + model description only
+
+Each shipped file is a weights-only checkpoint (``save_checkpoint`` without training state: no optimizer state)
+under ``mhvae_perception/weights/``; ``weights/manifest.json`` lists name -> file, SHA-256 and provenance. Files
+are read with ``torch.load(weights_only=True)`` after the hash check, so loading never executes code.
+
+Ship a new model (maintainers): ``python -m mhvae_perception.pretrained export runs/<run>/checkpoints/best.pt
+<name> --note "<budget, command>"``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from .model import MultimodalVAE
+from .wrappers import file_sha256
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+MANIFEST = WEIGHTS_DIR / "manifest.json"
+
+
+def available() -> dict[str, dict[str, Any]]:
+    """Every shipped model: ``{name: {"file", "sha256", "dataset", "kind", "note", ...}}``."""
+    if not MANIFEST.is_file():
+        return {}
+    return json.loads(MANIFEST.read_text())
+
+
+def _entry(name: str) -> dict[str, Any]:
+    models = available()
+    if name not in models:
+        raise KeyError(f"no shipped model named {name!r}; available: {sorted(models) or 'none'} "
+                       f"(see mhvae_perception.pretrained.available())")
+    return models[name]
+
+
+def path(name: str) -> Path:
+    """The verified file of shipped model ``name``: CheckpointError if it is missing or its SHA-256 differs."""
+    entry = _entry(name)
+    file = WEIGHTS_DIR / entry["file"]
+    if not file.is_file():
+        raise CheckpointError(f"shipped model {name!r}: {file} is missing; reinstall the package or fetch the "
+                              f"repository's {file.relative_to(WEIGHTS_DIR.parent.parent)}")
+    digest = file_sha256(file)
+    if digest != entry["sha256"]:
+        raise CheckpointError(f"shipped model {name!r}: {file} has SHA-256 {digest}, the manifest says "
+                              f"{entry['sha256']}; the file is corrupt or was replaced: do not use it")
+    return file
+
+
+def load(name: str, device: str | torch.device = "cpu") -> MultimodalVAE:
+    """Shipped model ``name`` in eval mode, after its SHA-256 check."""
+    return load_checkpoint(path(name), device=device).model
+
+
+def export(checkpoint: str | Path, name: str, note: str = "", weights_dir: Path = WEIGHTS_DIR) -> dict[str, Any]:
+    """Write the weights and description of ``checkpoint`` (no training state) as shipped model ``name``.
+
+    The manifest entry keeps the provenance: source file, epoch and validation ELBO of the source run."""
+    src = load_checkpoint(checkpoint)
+    state = src.training_state or {}
+    run = state.get("run_config", {})
+    weights_dir = Path(weights_dir)
+    file = weights_dir / f"{name}.pt"
+    save_checkpoint(file, src.model)
+    manifest_path = weights_dir / "manifest.json"
+    models = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    models[name] = {
+        "file": file.name, "sha256": file_sha256(file), "bytes": file.stat().st_size,
+        "dataset": run.get("dataset"), "kind": src.config.get("kind"),
+        "trained_epochs": state.get("epoch"), "best_epoch": state.get("best_epoch"),
+        "best_valid_elbo": state.get("best_valid_elbo"), "source": str(checkpoint), "note": note,
+    }
+    manifest_path.write_text(json.dumps(dict(sorted(models.items())), indent=2) + "\n")
+    return models[name]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m mhvae_perception.pretrained", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the shipped models")
+    exp = sub.add_parser("export", help="ship a trained checkpoint (weights + description only)")
+    exp.add_argument("checkpoint")
+    exp.add_argument("name")
+    exp.add_argument("--note", default="", help="budget and command that produced it")
+    args = parser.parse_args(argv)
+    if args.command == "export":
+        print(json.dumps(export(args.checkpoint, args.name, args.note), indent=2))
+    else:
+        for name, entry in available().items():
+            print(f"{name}: {entry['kind']} on {entry['dataset']}, {entry['bytes'] / 2**20:.1f} MiB; {entry['note']}")
+
+
+if __name__ == "__main__":
+    main()

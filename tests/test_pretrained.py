@@ -1,0 +1,60 @@
+"""Shipped models: export, SHA-256 check, loading by name; and every model in the manifest verifies."""
+import pytest
+import torch
+
+from mhvae_perception import CheckpointError, pretrained, save_checkpoint
+from mhvae_perception.model import MHVAE
+from mhvae_perception.specs import CoreSpec, ModalitySpec, ModelConfig
+
+
+def _model():
+    mlp = {"hidden": [8], "activation": "leaky_relu", "batchnorm": True}
+    torch.manual_seed(0)
+    return MHVAE(ModelConfig("mhvae", (ModalitySpec("a", (4,), "gaussian", 2, "mlp", mlp),
+                                       ModalitySpec("b", (10,), "categorical", 2, "mlp", mlp)), CoreSpec(3, (8,))))
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(pretrained, "MANIFEST", tmp_path / "manifest.json")
+    model = _model()
+    src = save_checkpoint(tmp_path / "run" / "best.pt", model,
+                          training_state={"epoch": 7, "optimizer": {"big": torch.zeros(1000)},
+                                          "run_config": {"dataset": "toy"}})
+    entry = pretrained.export(src, "toy-mhvae", note="7 epochs", weights_dir=tmp_path)
+    return model, entry
+
+
+def test_export_keeps_weights_and_drops_training_state(shipped):
+    model, entry = shipped
+    assert entry["dataset"] == "toy" and entry["kind"] == "mhvae" and entry["trained_epochs"] == 7
+    loaded = pretrained.load("toy-mhvae")
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v)
+    assert not loaded.training
+    assert torch.load(pretrained.path("toy-mhvae"), weights_only=True)["training_state"] is None
+
+
+def test_a_tampered_file_is_refused(shipped):
+    file = pretrained.path("toy-mhvae")
+    data = bytearray(file.read_bytes())
+    data[-10] ^= 0xFF
+    file.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        pretrained.load("toy-mhvae")
+
+
+def test_unknown_and_missing_names(shipped):
+    with pytest.raises(KeyError, match="toy-mhvae"):
+        pretrained.path("nope")
+    pretrained.path("toy-mhvae").unlink()
+    with pytest.raises(CheckpointError, match="missing"):
+        pretrained.load("toy-mhvae")
+
+
+@pytest.mark.parametrize("name", sorted(pretrained.available()))
+def test_every_shipped_model_verifies_and_loads(name):
+    model = pretrained.load(name)
+    assert model.config.kind == pretrained.available()[name]["kind"]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
