@@ -272,13 +272,11 @@ class MHVAE(MultimodalVAE):
 
     def sample_keep_mask(self, batch_size: int) -> torch.Tensor:
         """Modality representation dropout mask (True = kept): each h_i dropped with probability w_i,
-        rows resampled until at least one modality is kept (exact rejection sampling)."""
-        keep = torch.rand(batch_size, len(self.modality_names), device=self.drop_probs.device) >= self.drop_probs
-        while True:
-            empty = ~keep.any(dim=1)
-            if not empty.any():
-                return keep
-            keep[empty] = torch.rand(int(empty.sum()), keep.shape[1], device=keep.device) >= self.drop_probs
+        conditioned on at least one kept, sampled exactly in bounded time (the shared sampler of
+        :mod:`mhvae_perception.subsets`; marginal keep rate (1 - w_i) / P(at least one kept))."""
+        from .subsets import sample_keep_mask
+
+        return sample_keep_mask(self.drop_probs, batch_size)
 
     # ------------------------------------------------------------ interface
     @inference
