@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from .distributions import gaussian_kl, gaussian_log_prob, reparameterise, standard_normal_kl, standard_normal_log_prob
-from .model import Batch, LossOutput, MultimodalVAE, Query, canonical_queries, inference, warmup_scale
+from .model import (Batch, LossOutput, MultimodalVAE, Query, canonical_queries, evaluation, inference,
+                    warmup_scale)
 from .networks import build_modality_networks, mlp_with_head
 from .specs import ModelConfig
 
@@ -52,16 +53,18 @@ class SingleLatentVAE(MultimodalVAE):
         value = sum(recon_weights[n] * terms[f"rec/{n}"] for n in x) - kl_weight * terms["kl"]
         return value, terms, (mu, logvar)
 
+    @evaluation
     def elbo(self, batch: Batch) -> torch.Tensor:
+        """Unweighted single-sample ELBO per data point (eval mode whatever the model's mode)."""
         return self.subset_elbo(self.prepare(batch, self.modality_names))[0]
 
+    @inference
     def log_importance_weights(self, batch: Batch, queries: Sequence[Query], num_samples: int
                                ) -> dict[Query, torch.Tensor]:
         """z ~ q(z | inputs); log w = log p(z) + sum_{i in targets} log p(x_i | z) - log q(z | inputs).
         Decoder passes are shared between queries with the same inputs."""
         originals, canon = list(queries), canonical_queries(queries, self.modality_names)
-        needed = {n for q in canon for n in (*q.inputs, *q.targets)}
-        x = self.prepare(batch, sorted(needed))
+        x = self.prepare(batch, [n for n in self.modality_names if any(n in q.inputs or n in q.targets for q in canon)])
         results: dict[Query, torch.Tensor] = {}
         for inputs in dict.fromkeys(q.inputs for q in canon):
             mu, logvar = self.posterior({n: x[n] for n in inputs})

@@ -9,9 +9,10 @@ modalities is exactly the same operation with the absent modalities dropped.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass, field
-from typing import Mapping, NamedTuple, Sequence
+from typing import Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -59,21 +60,39 @@ class LossOutput:
         return out
 
 
-def inference(method):
-    """Run a model method under ``torch.no_grad`` with eval-mode semantics (BatchNorm running statistics,
-    no modality dropout), restoring training mode afterwards."""
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """``module`` in eval mode inside the block; afterwards every submodule gets back its own mode
+    (a model partly frozen in eval mode stays so)."""
+    modes = [(m, m.training) for m in module.modules()]
+    if any(training for _, training in modes):
+        module.eval()
+    try:
+        yield module
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def evaluation(method):
+    """Run a model method with eval-mode semantics (BatchNorm running statistics, no modality dropout)
+    whatever mode the model is in, restoring the mode afterwards; gradients still flow."""
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        was_training = self.training
-        if was_training:
-            self.eval()
-        try:
-            with torch.no_grad():
-                return method(self, *args, **kwargs)
-        finally:
-            if was_training:
-                self.train()
+        with eval_mode(self):
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+def inference(method):
+    """:func:`evaluation` under ``torch.no_grad``: for encoding, decoding, sampling and estimation."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with eval_mode(self), torch.no_grad():
+            return method(self, *args, **kwargs)
 
     return wrapper
 
@@ -166,11 +185,13 @@ class MultimodalVAE(nn.Module):
         raise NotImplementedError
 
     def elbo(self, batch: Batch) -> torch.Tensor:
+        """Unweighted single-sample ELBO per data point; implementations evaluate in eval mode."""
         raise NotImplementedError
 
     def log_importance_weights(self, batch: Batch, queries: Sequence[Query], num_samples: int
                                ) -> dict[Query, torch.Tensor]:
-        """log w of ``num_samples`` proposals per data point, shape (K, B), for each query."""
+        """log w of ``num_samples`` proposals per data point, shape (K, B), for each query (eval mode,
+        no gradients, random draws in the model's modality order)."""
         raise NotImplementedError
 
     # ------------------------------------------------------ shared helpers
@@ -333,11 +354,14 @@ class MHVAE(MultimodalVAE):
             - logged["kl/core"]
         return LossOutput(-objective.mean(), logged, {"beta_m": beta_m, "beta_c": beta_c})
 
+    @evaluation
     def elbo(self, batch: Batch) -> torch.Tensor:
-        """Unweighted single-sample ELBO of log p(x_1..x_N) per data point, every modality kept."""
+        """Unweighted single-sample ELBO of log p(x_1..x_N) per data point, every modality kept
+        (evaluated in eval mode whatever the model's mode)."""
         terms = self._terms(self.prepare(batch, self.modality_names), None)
         return sum(terms[f"rec/{n}"] - terms[f"kl/{n}"] for n in self.modality_names) - terms["kl/core"]
 
+    @inference
     def log_importance_weights(self, batch: Batch, queries: Sequence[Query], num_samples: int
                                ) -> dict[Query, torch.Tensor]:
         """Two-level importance weights for every query, sharing samples and decoder passes.
@@ -351,11 +375,14 @@ class MHVAE(MultimodalVAE):
         """
         K = num_samples
         originals, queries = list(queries), canonical_queries(queries, self.modality_names)
-        needed = sorted({n for q in queries for n in (*q.inputs, *q.targets)}, key=self.modality_names.index)
+        # Every loop below runs in the model's modality order (never in set order, which follows
+        # PYTHONHASHSEED): the random draws, and so the estimates, are the same in every process.
+        order = self.modality_names
+        needed = [n for n in order if any(n in q.inputs or n in q.targets for q in queries)]
         x = self.prepare(batch, needed)
-        encoded = {n: self.modality_posterior(n, x[n]) for n in {i for q in queries for i in q.inputs}}
+        encoded = {n: self.modality_posterior(n, x[n]) for n in order if any(n in q.inputs for q in queries)}
         shared: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-        for name in {n for q in queries for n in q.targets if n in q.inputs}:
+        for name in (n for n in order if any(n in q.targets and n in q.inputs for q in queries)):
             mu, logvar = encoded[name][1]
             z = reparameterise(mu, logvar, K)
             shared[name] = (z, gaussian_log_prob(z, mu, logvar), self._recon_log_prob(name, z, x[name], self.decoders[name]))
