@@ -30,13 +30,15 @@ DEFAULT_OBSERVER_DIR = Path("runs") / "sacred"
 def prepare_experiment(ex: Experiment, observer_dir: str | Path = DEFAULT_OBSERVER_DIR) -> Experiment:
     """Register the default-observer option hook on ``ex`` and filter progress bars out of captured output.
 
-    The hook runs only for command-line runs (``ex.run_commandline()``); programmatic ``ex.run(...)`` calls
-    (tests, reproduce.py) get no observer unless they add one. Returns ``ex`` for chaining.
+    sacred calls option hooks for every run; this one acts only on command-line runs (``ex.run_commandline()``,
+    recognised by docopt's ``COMMAND`` entry), so programmatic ``ex.run(...)`` calls (tests, reproduce.py) get
+    no observer unless they add one. Returns ``ex`` for chaining.
     """
     observer_dir = Path(observer_dir)
 
     def add_default_observer(options: Mapping[str, Any]) -> None:
-        if not any(options.get(flag) for flag in OBSERVER_FLAGS):
+        from_command_line = "COMMAND" in options
+        if from_command_line and not any(options.get(flag) for flag in OBSERVER_FLAGS):
             ex.observers.append(FileStorageObserver(str(observer_dir)))
 
     # sacred inspects the hook's signature: its argument must be called ``options``

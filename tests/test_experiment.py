@@ -41,9 +41,19 @@ def test_prepare_experiment_adds_observer_unless_one_is_asked_for(tmp_path):
     assert ex.captured_out_filter is not None
     assert ex.captured_out_filter("10%\r50%\r100%\ndone\n") == "100%\ndone\n"  # progress frames collapse
     (hook,) = ex.option_hooks
-    hook(options={"--unobserved": True})
-    hook(options={"--file_storage": "elsewhere"})
+    cli = {"COMMAND": None, "UPDATE": [], "help": False, "with": False}  # what docopt gives run_commandline
+    hook(options={**cli, "--unobserved": True})
+    hook(options={**cli, "--file_storage": "elsewhere"})
+    hook(options={"--loglevel": "ERROR"})  # a programmatic ex.run(...): no observer
     assert ex.observers == []
-    hook(options={"--unobserved": False})
+    hook(options={**cli, "--unobserved": False})
     assert len(ex.observers) == 1 and isinstance(ex.observers[0], FileStorageObserver)
     assert ex.observers[0].basedir == str(tmp_path / "sacred")
+
+
+def test_programmatic_runs_get_no_observer(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ex = prepare_experiment(Experiment("t", save_git_info=False, interactive=True))
+    ex.main(lambda: 3)
+    assert ex.run(options={"--loglevel": "ERROR"}).result == 3
+    assert ex.observers == [] and not (tmp_path / "runs").exists()
