@@ -1,0 +1,124 @@
+"""Markdown tables of test log-likelihoods with the paper's numbers beside ours (run.py and reproduce.py).
+
+Columns: the paper's JMVAE / MVAE / MHVAE (datasets of the paper only), then ours per model with its budget in
+the header, then per row the differences ours MHVAE - paper MHVAE (ours - paper of the model when only one
+non-MHVAE model is shown) and ours MHVAE - ours JMVAE. Our cells are ``mean ± standard error over test points``
+(std / sqrt(n) of the per-point estimates) when the evaluation recorded it. Rows follow the paper's order; rows
+only we have (e.g. a tighter log p(x1|x2) estimate) come after, with "—" in the paper columns.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Optional, Sequence
+
+from pretrain import paper
+
+PAPER_MODELS = ("jmvae", "mvae", "mhvae")
+LABEL = {"mhvae": "MHVAE", "jmvae": "JMVAE", "mvae": "MVAE"}
+
+
+def md(text) -> str:
+    """Escape a table cell for Markdown (the conditional rows contain '|')."""
+    return str(text).replace("|", "\\|")
+
+
+def _cell(value: Optional[float], se: Optional[float] = None, signed: bool = False) -> str:
+    if value is None or not math.isfinite(value):
+        return "—" if value is None else str(value)
+    text = f"{value:+.2f}" if signed else f"{value:.2f}"
+    return text + (f" ± {se:.2f}" if se is not None and math.isfinite(se) else "")
+
+
+def budget_text(budget: Mapping) -> str:
+    """``"3 ep, K = 100, n = 1000"`` from a run's budget (epochs, max_train_batches, eval_samples, test_points)."""
+    parts = [f"{budget['epochs']} ep" + (f" x {budget['max_train_batches']} batches"
+                                         if budget.get("max_train_batches") else "")]
+    if budget.get("eval_samples") is not None:
+        parts.append(f"K = {budget['eval_samples']}")
+    if budget.get("test_points") is not None:
+        parts.append(f"n = {budget['test_points']}")
+    return ", ".join(parts)
+
+
+def table_rows(ours: Mapping[str, Mapping]) -> list[tuple[str, str, str]]:
+    """(key, metric, input) of the paper's rows, then of the rows only our results have."""
+    from mhvae_perception.estimators import PAPER_ROWS
+
+    rows = [tuple(r) for r in PAPER_ROWS]
+    known = {r[0] for r in rows}
+    for result in ours.values():
+        for r in result.get("rows", []):
+            if r["row"] not in known:
+                rows.append((r["row"], r.get("metric", r["row"]), r.get("input", "")))
+                known.add(r["row"])
+        for key in result.get("values", {}):
+            if key not in known:
+                metric, _, inp = key.partition(" | ")
+                rows.append((key, metric, inp))
+                known.add(key)
+    return rows
+
+
+def comparison_table(dataset: str, ours: Mapping[str, Mapping]) -> list[str]:
+    """Markdown lines of the table for ``dataset``; ``ours[model]`` has ``values`` {row: mean}, optionally
+    ``standard_errors`` {row: se}, ``rows`` (the evaluation's row records) and ``budget`` (see
+    :func:`budget_text`)."""
+    in_paper = dataset in paper.PAPER_RESULTS
+    models = [m for m in ("mhvae", "jmvae", "mvae") if m in ours] + [m for m in ours if m not in LABEL]
+    header = ["metric", "input"]
+    if in_paper:
+        header += [f"paper {LABEL[m]}" for m in PAPER_MODELS]
+    for m in models:
+        b = ours[m].get("budget")
+        header.append(f"ours {LABEL.get(m, m)}" + (f" ({budget_text(b)})" if b else ""))
+    vs_paper = "mhvae" if "mhvae" in ours else (models[0] if len(models) == 1 else None)
+    if not in_paper or vs_paper not in PAPER_MODELS or paper.PAPER_RESULTS[dataset].get(vs_paper) is None:
+        vs_paper = None
+    if vs_paper:
+        header.append(f"ours {LABEL[vs_paper]} − paper {LABEL[vs_paper]}")
+    both = "mhvae" in ours and "jmvae" in ours
+    if both:
+        header.append("ours MHVAE − ours JMVAE")
+    lines = ["| " + " | ".join(md(h) for h in header) + " |", "|" + "---|" * len(header)]
+
+    def ours_of(m: str, row: str) -> tuple[Optional[float], Optional[float]]:
+        return ours[m].get("values", {}).get(row), ours[m].get("standard_errors", {}).get(row)
+
+    for key, metric, inp in table_rows(ours):
+        cells = [md(metric), md(inp)]
+        if in_paper:
+            cells += [_cell(paper.paper_value(dataset, m, key)) if key in paper.ROW_KEYS else "—"
+                      for m in PAPER_MODELS]
+        cells += [_cell(*ours_of(m, key)) for m in models]
+        if vs_paper:
+            mine, se = ours_of(vs_paper, key)
+            theirs = paper.paper_value(dataset, vs_paper, key)
+            cells.append(_cell(mine - theirs, se, signed=True) if mine is not None and theirs is not None else "—")
+        if both:
+            (a, sa), (b, sb) = ours_of("mhvae", key), ours_of("jmvae", key)
+            se = math.sqrt(sa ** 2 + sb ** 2) if sa is not None and sb is not None else None
+            cells.append(_cell(a - b, se, signed=True) if a is not None and b is not None else "—")
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = []
+    if in_paper:
+        notes.append(f"Paper columns: {paper.source_of(dataset)}.")
+        notes += [f"Paper {LABEL[m]}: {paper.NOTES[(dataset, m)]}." for m in PAPER_MODELS if (dataset, m) in paper.NOTES]
+    if any(ours[m].get("standard_errors") for m in models):
+        notes.append("Ours: mean ± standard error over test points (std / sqrt(n) of the per-point estimates); "
+                     "differences of ours carry their standard error (√(SE₁² + SE₂²) for two of ours).")
+    return lines + ([""] + notes if notes else [])
+
+
+def ours_from_metrics(metrics: Mapping, budget: Optional[Mapping] = None) -> dict:
+    """The ``ours[model]`` entry of :func:`comparison_table` from an evaluation's metrics.json content."""
+    return {"values": dict(metrics.get("values", {})), "standard_errors": dict(metrics.get("standard_errors", {})),
+            "rows": list(metrics.get("rows", [])), "budget": dict(budget) if budget else None}
+
+
+def elbo_terms_table(elbo_terms: Mapping, splits: Sequence[str] = ("valid", "test")) -> list[str]:
+    """Markdown lines of the mean ELBO terms per split (``metrics.json["elbo_terms"]``)."""
+    names = list(elbo_terms[splits[-1]]["terms"])
+    lines = ["| split | " + " | ".join(md(n) for n in names) + " |", "|---|" + "---|" * len(names)]
+    lines += [f"| {s} | " + " | ".join(f"{elbo_terms[s]['terms'].get(k, float('nan')):.2f}" for k in names) + " |"
+              for s in splits]
+    return lines

@@ -1,0 +1,163 @@
+"""Checks of pretrain/run.py's settings, done before any data is loaded or any folder is written.
+
+``check_settings(cfg)`` raises :class:`SettingsError` naming the setting, its value and what is allowed.
+``training_settings(cfg)`` are the settings that define a training run (a change makes another run);
+``compare_with_recorded`` refuses to continue a run folder with changed ones (raising ``epochs`` continues).
+"""
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+from typing import Any, Mapping, Optional, Sequence
+
+from mhvae_perception.experiment import resolve_device
+
+
+class SettingsError(ValueError):
+    """A setting has a value that is not allowed (the message names the setting, the value and the fix)."""
+
+
+#: Settings that define a training run, per model kind (the warm-ups a kind does not use are left out).
+COMMON_TRAINING_KEYS = ("dataset", "env_id", "model", "seed", "split_seed", "lr", "batch_size", "max_train_batches",
+                        "valid_points", "data_path")
+WARMUP_KEYS = {"mhvae": ("warmup_modality_epochs", "warmup_core_epochs")}
+BASELINE_WARMUP_KEYS = ("warmup_epochs",)
+#: Settings added after runs were already trained: an old record without them had these values.
+LEGACY_DEFAULTS = {"env_id": None}
+
+
+def model_kinds() -> tuple[str, ...]:
+    """The model kinds the library can build (``mhvae_perception.registry.MODEL_KINDS`` when present)."""
+    try:
+        from mhvae_perception.registry import MODEL_KINDS
+    except ImportError:
+        return ("mhvae", "jmvae", "mvae")
+    return tuple(MODEL_KINDS)
+
+
+def dataset_names() -> tuple[str, ...]:
+    from mhvae_perception import data
+
+    return tuple(data.DATASETS)
+
+
+def training_keys(model: str) -> tuple[str, ...]:
+    return COMMON_TRAINING_KEYS + WARMUP_KEYS.get(model, BASELINE_WARMUP_KEYS)
+
+
+def training_settings(cfg: Mapping[str, Any]) -> dict:
+    """The settings that define the training run of ``cfg`` (recorded in config.json and in checkpoints)."""
+    return {k: cfg.get(k) for k in training_keys(cfg["model"])}
+
+
+# ------------------------------------------------------------------------------------------------ checks
+def _fail(name: str, value: Any, allowed: str) -> SettingsError:
+    return SettingsError(f"setting {name}={value!r} is not allowed: {name} must be {allowed}")
+
+
+def _int(cfg: Mapping, name: str, minimum: int, optional: bool = False) -> None:
+    value = cfg.get(name)
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        raise _fail(name, value, ("None or " if optional else "") + f"an integer >= {minimum}")
+
+
+def _number(cfg: Mapping, name: str, positive: bool) -> None:
+    value = cfg.get(name)
+    ok = not isinstance(value, bool) and isinstance(value, Real) and math.isfinite(value)
+    if not ok or (value <= 0 if positive else value < 0):
+        raise _fail(name, value, "a finite number " + ("> 0" if positive else ">= 0"))
+
+
+def _choice(cfg: Mapping, name: str, allowed: Sequence[str]) -> None:
+    if cfg.get(name) not in allowed:
+        raise _fail(name, cfg.get(name), f"one of {tuple(allowed)}")
+
+
+def _text(cfg: Mapping, name: str, optional: bool) -> None:
+    value = cfg.get(name)
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or (not optional and not value.strip()):
+        raise _fail(name, value, ("None or " if optional else "") + "a non-empty string")
+
+
+def check_settings(cfg: Mapping[str, Any], command: str = "main") -> None:
+    """Check every setting of ``cfg`` (run.py's config) for ``command`` ("main" or "evaluate")."""
+    if cfg.get("env_id") is None:
+        _choice(cfg, "dataset", dataset_names())
+    else:
+        _text(cfg, "env_id", optional=False)
+    _choice(cfg, "model", model_kinds())
+    for name in ("seed", "split_seed", "eval_seed"):
+        _int(cfg, name, 0)
+    _int(cfg, "epochs", 0)
+    _int(cfg, "batch_size", 1)
+    _int(cfg, "eval_batch_size", 1)
+    _int(cfg, "eval_samples", 1)
+    for name in ("eval_points", "max_train_batches", "valid_points", "eval_chunk_size", "num_threads"):
+        _int(cfg, name, 1, optional=True)
+    _number(cfg, "lr", positive=True)
+    for name in ("warmup_modality_epochs", "warmup_core_epochs", "warmup_epochs"):
+        _number(cfg, name, positive=False)
+    _choice(cfg, "eval_checkpoint", ("best", "last"))
+    for name in ("evaluate_after", "figures", "tensorboard", "progress"):
+        if not isinstance(cfg.get(name), bool):
+            raise _fail(name, cfg.get(name), "True or False")
+    _text(cfg, "run_dir", optional=False)
+    _text(cfg, "tag", optional=True)
+    for name in ("data_path", "resume", "checkpoint", "eval_dir"):
+        _text(cfg, name, optional=True)
+    if command == "evaluate" and not cfg.get("checkpoint"):
+        raise SettingsError("the evaluate command needs a checkpoint: "
+                            "python pretrain/run.py evaluate with checkpoint=PATH (a .pt file or a shipped model name)")
+    try:
+        resolve_device(cfg.get("device"))
+    except ValueError as err:
+        raise SettingsError(f"setting device={cfg.get('device')!r}: {err}") from None
+
+
+# ------------------------------------------------------------------------------------------------ run folders
+def changed_settings(recorded: Mapping[str, Any], cfg: Mapping[str, Any]) -> dict:
+    """``{key: (recorded, now)}`` for the training settings that differ. Keys missing from an old record are
+    compared with their :data:`LEGACY_DEFAULTS` value when they have one, otherwise not compared."""
+    changed = {}
+    for key, now in training_settings(cfg).items():
+        if key in recorded:
+            before = recorded[key]
+        elif key in LEGACY_DEFAULTS:
+            before = LEGACY_DEFAULTS[key]
+        else:
+            continue
+        if not _same(before, now):
+            changed[key] = (before, now)
+    return changed
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, Real) and isinstance(b, Real) and not isinstance(a, bool) and not isinstance(b, bool):
+        return float(a) == float(b)
+    return a == b
+
+
+def compare_with_recorded(recorded: Mapping[str, Any], cfg: Mapping[str, Any], epochs_done: int,
+                          source: str) -> Optional[str]:
+    """Refuse (SettingsError) to continue the run recorded in ``source`` with changed training settings or
+    fewer ``epochs`` than it has done; returns a line saying what will happen."""
+    changed = changed_settings(recorded, cfg)
+    if changed:
+        listed = ", ".join(f"{k}: {b!r} -> {a!r}" for k, (b, a) in changed.items())
+        raise SettingsError(
+            f"{source} was trained with other settings ({listed}). Continuing it would mix two runs. Start a new "
+            f"run with another tag=... or run_dir=..., or re-run with the recorded settings. (Only raising epochs "
+            f"continues a run.)")
+    epochs = int(cfg["epochs"])
+    if epochs < epochs_done:
+        raise SettingsError(
+            f"{source} has already trained {epochs_done} epochs and epochs={epochs} asks for fewer. Evaluate its "
+            f"checkpoint with `python pretrain/run.py evaluate with checkpoint=...`, or raise epochs, or start a new "
+            f"run with another tag=... or run_dir=...")
+    if epochs == epochs_done:
+        return f"{source}: all {epochs_done} epochs are done; nothing to train"
+    return f"continuing {source} from epoch {epochs_done} to {epochs}"
