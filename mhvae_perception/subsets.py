@@ -15,6 +15,7 @@ computed in float64 so that p = 1 - 1e-12 stays exact. If every p_i is exactly 1
 """
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from typing import Mapping, Sequence, Union
@@ -52,15 +53,18 @@ def keep_thresholds(fail_probs: torch.Tensor | Sequence[float] | np.ndarray) -> 
     return keep, first
 
 
-def keep_from_uniforms(uniforms: torch.Tensor, keep: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
-    """Boolean keep mask (B, n) from uniforms in [0, 1) of shape (B, n) and :func:`keep_thresholds`."""
-    keep = keep.to(device=uniforms.device, dtype=uniforms.dtype)
-    first = first.to(device=uniforms.device, dtype=uniforms.dtype)
-    mask = torch.empty(uniforms.shape, dtype=torch.bool, device=uniforms.device)
-    kept_any = torch.zeros(uniforms.shape[:-1], dtype=torch.bool, device=uniforms.device)
+def keep_from_uniforms(uniforms, keep, first):
+    """Boolean keep mask (B, n) from uniforms in [0, 1) of shape (B, n) and :func:`keep_thresholds`.
+
+    Written with operations that NumPy arrays and torch tensors share, so both entry points below run this
+    same code (``keep``/``first`` must be on the uniforms' device / of their array type).
+    """
+    mask = uniforms < -1.0  # all False, same shape, array type and device
+    kept_any = uniforms[..., 0] < -1.0
     for i in range(uniforms.shape[-1]):
-        mask[..., i] = uniforms[..., i] < torch.where(kept_any, keep[i], first[i])
-        kept_any |= mask[..., i]
+        kept = uniforms[..., i] < first[i] + kept_any * (keep[i] - first[i])  # first[i] until one is kept
+        mask[..., i] = kept
+        kept_any = kept_any | kept
     return mask
 
 
@@ -70,19 +74,26 @@ def sample_keep_mask(fail_probs: torch.Tensor | Sequence[float], batch_size: int
     """(batch_size, n) boolean mask, True = kept, exactly from the conditional law above (torch RNG)."""
     probs = torch.as_tensor(fail_probs)
     device = probs.device if device is None else torch.device(device)
-    keep, first = keep_thresholds(probs)
     dtype = torch.float32 if device.type == "mps" else torch.float64  # float64 resolves p = 1 - 1e-12
+    keep, first = (t.to(device=device, dtype=dtype) for t in keep_thresholds(probs))
     uniforms = torch.rand(int(batch_size), probs.numel(), generator=generator, device=device, dtype=dtype)
     return keep_from_uniforms(uniforms, keep, first)
 
 
+@functools.lru_cache(maxsize=256)
+def _numpy_thresholds(fail_probs: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    keep, first = keep_thresholds(list(fail_probs))
+    return keep.numpy(), first.numpy()
+
+
 def sample_keep(fail_probs: Sequence[float] | np.ndarray, rng: np.random.Generator,
                 size: int | None = None) -> np.ndarray:
-    """NumPy counterpart of :func:`sample_keep_mask` (same sampler): a bool (n,) mask, or (size, n)."""
-    keep, first = keep_thresholds(np.asarray(fail_probs, dtype=np.float64))
-    n = keep.numel()
-    uniforms = torch.from_numpy(rng.random((1 if size is None else int(size), n)))
-    mask = keep_from_uniforms(uniforms, keep, first).numpy()
+    """NumPy counterpart of :func:`sample_keep_mask` (same sampler): a bool (n,) mask, or (size, n).
+
+    The thresholds of each distinct probability vector are computed once (a wrapper draws every step)."""
+    keep, first = _numpy_thresholds(tuple(float(v) for v in np.asarray(fail_probs, dtype=np.float64).ravel()))
+    uniforms = rng.random((1 if size is None else int(size), len(keep)))
+    mask = keep_from_uniforms(uniforms, keep, first)
     return mask[0] if size is None else mask
 
 

@@ -12,7 +12,9 @@ from mhvae_perception import presets, save_checkpoint
 from mhvae_perception.wrappers import (MHVAEObservation, SensorFailure, VecMHVAEObservation, file_sha256,
                                        resolve_model)
 
-SOUND_NORM = {"sound": {"mean": [[[440.0, 0.1]] * 3] * 2, "std": [[[20.0, 0.05]] * 3] * 2}}
+# close to PendulumSound's random-policy statistics (Doppler frequency in Hz, amplitude 1/d^2 per microphone)
+SOUND_NORM = {"sound": {"mean": [[[450.0, 0.11], [450.0, 0.11], [455.0, 0.25]]] * 2,
+                        "std": [[[80.0, 0.05], [80.0, 0.05], [70.0, 0.16]]] * 2}}
 
 
 @pytest.fixture(scope="module")
@@ -147,9 +149,11 @@ def test_errors_wrong_keys_shapes_dtypes(model):
     with pytest.raises(ValueError, match=r"shape \(2, 64, 64\).*expects \(2, 60, 60\)"):
         MHVAEObservation(SpaceEnv(spaces.Dict({"image": spaces.Box(0, 1, (2, 64, 64), np.float32),
                                                "sound": good["sound"]})), model)
-    with pytest.raises(TypeError, match="dtype uint8"):
-        MHVAEObservation(SpaceEnv(spaces.Dict({"image": spaces.Box(0, 255, (2, 60, 60), np.uint8),
+    with pytest.raises(ValueError, match=r"channel-last \(60, 60, 2\)"):
+        MHVAEObservation(SpaceEnv(spaces.Dict({"image": spaces.Box(0, 1, (60, 2, 60), np.float32),
                                                "sound": good["sound"]})), model)
+    with pytest.raises(ValueError, match="layout of 'image' is 'NHWC'"):
+        MHVAEObservation(gym.make("PendulumSound-v0"), model, layout={"image": "NHWC"})
     with pytest.raises(TypeError, match="Dict"):
         MHVAEObservation(SpaceEnv(spaces.Box(0, 1, (3,), np.float32)), model)
 
@@ -194,7 +198,8 @@ def test_sensor_failure_never_drops_all_and_reports(model):
         obs, _, term, trunc, info = env.step(env.action_space.sample())
         assert len(info["modalities"]) >= 1
         assert set(info["modalities"]) | set(info["failed_modalities"]) == {"image", "sound"}
-        assert inner.modalities == info["modalities"]
+        assert inner.encoded_modalities == info["modalities"]
+        assert inner.modalities == ("image", "sound")  # the wiring is not touched, only availability
         seen.add(info["modalities"])
     assert seen == {("image",), ("sound",), ("image", "sound")}
     # rate: P(fail | not all failed) = (p - p^2) / (1 - p^2) with p = 0.6 -> 0.375 per sensor
@@ -210,10 +215,16 @@ def test_sensor_failure_schedule_and_dict(model):
     infos = [env.step(env.action_space.sample())[4] for _ in range(30)]
     assert all(i["modalities"] == ("image", "sound") for i in infos[:4])
     assert sum(i["modalities"] == ("sound",) for i in infos[5:]) >= 20
-    with pytest.raises(ValueError, match=r"\[0, 1\)"):
-        SensorFailure(inner, p=1.0)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        SensorFailure(inner, p=1.5)
+    with pytest.raises(ValueError, match="unknown sensor 'lidar'"):
+        SensorFailure(inner, p={"lidar": 0.5})
     with pytest.raises(TypeError, match="MHVAEObservation"):
         SensorFailure(gym.make("PendulumSound-v0"), p=0.1)
+    from stable_baselines3.common.monitor import Monitor
+
+    with pytest.raises(TypeError, match="directly"):  # no reaching through other wrappers
+        SensorFailure(Monitor(inner), p=0.1)
 
 
 def test_vectorised_equals_single(model):
@@ -242,7 +253,7 @@ def test_vectorised_equals_single(model):
 def test_vectorised_terminal_observation_is_encoded(model):
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    venv = VecMHVAEObservation(DummyVecEnv([lambda: gym.make("PendulumSound-v0", time_limit=2)] * 2), model)
+    venv = VecMHVAEObservation(DummyVecEnv([lambda: gym.make("PendulumSound-v0", max_episode_steps=2)] * 2), model)
     venv.reset()
     venv.step(np.zeros((2, 1), np.float32))
     _, _, dones, infos = venv.step(np.zeros((2, 1), np.float32))
@@ -264,7 +275,8 @@ def test_vectorised_sensor_failure(model):
         obs, _, _, infos = venv.step(np.zeros((3, 1), np.float32))
         assert np.all(np.isfinite(obs))
         for i, info in enumerate(infos):
-            assert len(info["modalities"]) >= 1 and inner.modalities[i] == info["modalities"]
+            assert len(info["modalities"]) >= 1 and inner.encoded_modalities[i] == info["modalities"]
+            assert inner.modalities[i] == ("image", "sound")
             assert set(info["modalities"]) | set(info["failed_modalities"]) == {"image", "sound"}
             seen.add(info["modalities"])
     assert seen == {("image",), ("sound",), ("image", "sound")}
@@ -274,7 +286,7 @@ def _make_wrapped(path, modalities):
     def make():
         import gymnasium
 
-        return MHVAEObservation(gymnasium.make("envs:PendulumSound-v0", time_limit=20), path, modalities)
+        return MHVAEObservation(gymnasium.make("envs:PendulumSound-v0", max_episode_steps=20), path, modalities)
     return make
 
 
@@ -299,3 +311,186 @@ def test_subproc_vec_env_and_evaluate_policy(model, tmp_path):
     returns, lengths = evaluate_policy(agent, DummyVecEnv([lambda: Monitor(_make_wrapped(path, ("sound",))())]),
                                        n_eval_episodes=2, return_episode_rewards=True)
     assert lengths == [20, 20] and all(np.isfinite(returns))
+
+
+# ------------------------------------------------------------------ conventions, conversions and checks
+# Gymnasium's checker always says these of a wrapped env with a latent (unbounded) observation space
+ALLOWED_GYM = (r"has a wrapper applied to it", r"Box observation space (minimum|maximum) value is (-)?infinity",
+               r"symmetric and normalized space")
+
+
+def _gym_check(env) -> None:
+    """Gymnasium's own env checker (it raises on API violations, e.g. a wrapper without RecordConstructorArgs);
+    no warning beyond the expected ones."""
+    import re
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        check_env(env, skip_render_check=True)
+    msgs = [str(w.message) for w in record if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning))]
+    assert [m for m in msgs if not any(re.search(p, m) for p in ALLOWED_GYM)] == []
+
+
+@pytest.mark.parametrize("as_path", [True, False])
+def test_gymnasium_check_env_and_spec_on_wrapped_pendulum(model, tmp_path, as_path):
+    arg = str(save_checkpoint(tmp_path / "m.pt", model)) if as_path else model
+    env = SensorFailure(MHVAEObservation(gym.make("PendulumSound-v0"), arg, ("image", "sound")), p=0.3, seed=0)
+    _gym_check(env)
+    names = [w.name for w in env.spec.additional_wrappers]
+    assert names[-2:] == ["MHVAEObservation", "SensorFailure"]
+    assert env.spec.additional_wrappers[-2].kwargs["modalities"] == ["image", "sound"]
+    remade = env.spec.make()  # the spec rebuilds the same wrapped env
+    assert isinstance(remade, SensorFailure) and remade.unwrapped.spec.id == "PendulumSound-v0"
+    np.testing.assert_allclose(remade.reset(seed=3)[0], env.reset(seed=3)[0], rtol=1e-5, atol=1e-6)
+    if as_path:
+        assert '"model": "' in env.spec.to_json()  # a checkpoint path records as JSON
+
+
+def test_gymnasium_check_env_on_wrapped_hyperhot():
+    torch.manual_seed(0)
+    hh = presets.build_model("hyperhot", "mhvae").eval()
+    env = MHVAEObservation(gym.make("Hyperhot-v0"), hh, ("image", "sound"))
+    _gym_check(env)
+    assert env.spec.additional_wrappers[-1].name == "MHVAEObservation"
+
+
+class ToyHWC(gym.Env):
+    """A toy env with PendulumSound's sensors, the image as uint8 channel-last (H, W, C) in [0, 255]."""
+
+    def __init__(self, image_high: float = 255, dtype=np.uint8):
+        self.observation_space = spaces.Dict({
+            "image": spaces.Box(0, image_high, (60, 60, 2), dtype),
+            "sound": spaces.Box(-np.inf, np.inf, (2, 3, 2), np.float32)})
+        self.action_space = spaces.Box(-1, 1, (1,), np.float32)
+
+    def _obs(self):
+        img = self.np_random.integers(0, 256, (60, 60, 2)).astype(self.observation_space["image"].dtype)
+        mean, std = (np.asarray(SOUND_NORM["sound"][k]) for k in ("mean", "std"))
+        return {"image": img, "sound": (mean + std * self.np_random.standard_normal((2, 3, 2))).astype(np.float32)}
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.last = self._obs()
+        return self.last, {}
+
+    def step(self, action):
+        self.last = self._obs()
+        return self.last, 0.0, False, False, {}
+
+
+def test_uint8_channel_last_images_are_converted(model):
+    raw = ToyHWC()
+    env = MHVAEObservation(raw, model, ("image", "sound"))
+    assert env.adapter.layouts["image"] == "HWC"
+    _gym_check(env)
+    obs, _ = env.reset(seed=0)
+    chw = np.moveaxis(raw.last["image"], -1, 0).astype(np.float32) / 255
+    expected = direct(model, {"image": chw, "sound": raw.last["sound"]}, ("image", "sound"))
+    np.testing.assert_allclose(obs, expected, rtol=1e-5, atol=1e-6)
+    # the same through the vectorised wrapper
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    venv = VecMHVAEObservation(DummyVecEnv([ToyHWC]), model, ("image",))
+    venv.seed(0)
+    vobs = venv.reset()
+    np.testing.assert_allclose(vobs[0], direct(model, {"image": chw}, ("image",)), rtol=1e-5, atol=1e-6)
+
+
+def test_out_of_range_policies(model):
+    from mhvae_perception.wrappers import OutOfRangeObservationError
+
+    # floats in 0..255 where the Bernoulli image expects [0, 1]: refused by default, at construction already
+    with pytest.raises(OutOfRangeObservationError, match=r"declares 'image' in \[0, 255\]"):
+        MHVAEObservation(ToyHWC(dtype=np.float32), model, ("image",))
+    assert issubclass(OutOfRangeObservationError, ValueError)
+    with pytest.warns(UserWarning, match="outside") as record:
+        env = MHVAEObservation(ToyHWC(dtype=np.float32), model, ("image",), on_out_of_range="warn")
+        env.reset(seed=0)
+        infos = [env.step(np.zeros(1, np.float32))[4] for _ in range(3)]
+    assert len([w for w in record if "outside" in str(w.message)]) == 1  # warned once ...
+    assert env.out_of_range_counts["image"] == 1 + 4  # ... counted every time (space + 4 observations)
+    assert all(i["out_of_range"] == ("image",) for i in infos)
+    quiet = MHVAEObservation(ToyHWC(dtype=np.float32), model, ("image",), on_out_of_range="ignore")
+    quiet.reset(seed=0)
+    assert "out_of_range" not in quiet.step(np.zeros(1, np.float32))[4] and quiet.out_of_range_counts["image"] == 0
+    with pytest.raises(ValueError, match="on_out_of_range must be one of"):
+        MHVAEObservation(ToyHWC(), model, on_out_of_range="maybe")
+
+
+class ShiftSound(gym.ObservationWrapper):
+    def __init__(self, env, shift):
+        super().__init__(env)
+        self.shift = shift
+
+    def observation(self, obs):
+        return {**obs, "sound": obs["sound"] + np.float32(self.shift)}
+
+
+def test_gaussian_z_score_bound(model):
+    from mhvae_perception.wrappers import OutOfRangeObservationError
+
+    ok = MHVAEObservation(ShiftSound(gym.make("PendulumSound-v0"), 0.0), model, ("sound",))
+    ok.reset(seed=0)  # the model's stored statistics: frequency std 70-80 Hz
+    bad = MHVAEObservation(ShiftSound(gym.make("PendulumSound-v0"), 80 * 10 * 1.5), model, ("sound",))
+    with pytest.raises(OutOfRangeObservationError, match="'sound'.*10 std"):
+        bad.reset(seed=0)
+    loose = MHVAEObservation(ShiftSound(gym.make("PendulumSound-v0"), 80 * 10 * 1.5), model, ("sound",), z_bound=1e6)
+    loose.reset(seed=0)
+
+
+def test_non_finite_observation_has_its_own_error(model):
+    from mhvae_perception.wrappers import NonFiniteObservationError
+
+    env = MHVAEObservation(NaNSound(gym.make("PendulumSound-v0")), model, ("sound",))
+    with pytest.raises(NonFiniteObservationError, match="'sound' contains NaN"):
+        env.reset(seed=0)
+    assert issubclass(NonFiniteObservationError, ValueError)
+
+
+def test_sensor_failure_near_one_is_bounded_and_conditional(model):
+    _, inner = wrapped(model, ("image", "sound"))
+    env = SensorFailure(inner, p=1 - 1e-12, seed=0)
+    env.reset(seed=0)
+    counts = {("image",): 0, ("sound",): 0}
+    for _ in range(1000):  # a rejection loop would hang here
+        info = env.step(env.action_space.sample())[4]
+        counts[info["modalities"]] += 1
+    assert sum(counts.values()) == 1000 and min(counts.values()) > 400
+    always = SensorFailure(inner, p=1.0, seed=0)  # p = 1 exactly: one sensor, uniformly
+    always.reset(seed=0)
+    assert len(always.step(always.action_space.sample())[4]["modalities"]) == 1
+
+
+def test_sensor_failure_subset_frequencies_match_the_closed_form(model):
+    from mhvae_perception.subsets import subset_probabilities
+
+    _, inner = wrapped(model, ("image", "sound"))
+    probs = {"image": 0.3, "sound": 0.8}
+    env = SensorFailure(inner, p=probs, seed=1)
+    env.reset(seed=1)
+    n = 2000
+    seen = [env.step(env.action_space.sample())[4]["modalities"] for _ in range(n)]
+    closed = subset_probabilities([0.3, 0.8])
+    names = ("image", "sound")
+    for subset, p in closed.items():
+        freq = sum(s == tuple(names[i] for i in subset) for s in seen) / n
+        assert abs(freq - p) < 4.5 * np.sqrt(p * (1 - p) / n) + 1e-9, (subset, freq, p)
+
+
+def test_sensor_failure_with_one_wired_sensor_warns(model):
+    _, inner = wrapped(model, ("image",))
+    with pytest.warns(UserWarning, match="no effect with a single sensor"):
+        SensorFailure(inner, p=0.5)
+
+
+def test_availability_is_explicit_and_validated(model):
+    _, env = wrapped(model, ("image",))
+    with pytest.raises(ValueError, match="none of the wired modalities"):
+        env.set_available(("sound",))
+    env.set_available(("image", "sound"))
+    assert env.encoded_modalities == ("image",)
+    env.set_modalities(("sound",))  # rewiring clears the availability
+    assert env.available is None and env.encoded_modalities == ("sound",)
