@@ -4,13 +4,20 @@ when saved from training, the training state.
 The file is written with ``torch.save`` and read with ``torch.load(weights_only=True)``, so loading never
 executes code from it. Saving writes a temporary file beside the target, flushes it to disk and renames it
 over the target (``os.replace`` is atomic), so a crash never leaves a half-written checkpoint in place of a
-good one.
+good one. Temporary files are named ``.<target>.pid<PID>.<random>.tmp``; one left behind by a writer that was
+killed mid-save is removed by the next save to the same target once its process is gone (files of a live
+writer are never touched; unnamed legacy temporary files only when older than :data:`STALE_TMP_SECONDS`).
+A full disk gives a :class:`CheckpointError` saying so, with the temporary file removed and the previous
+checkpoint intact. Loading refuses non-finite weights and corrupt model descriptions.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +31,8 @@ from .version import __version__
 
 FORMAT = "mhvae-perception-checkpoint"
 FORMAT_VERSION = 1
+STALE_TMP_SECONDS = 3600.0  # legacy temporary files (no pid in the name) older than this are leftovers
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 class CheckpointError(RuntimeError):
@@ -50,21 +59,99 @@ def save_checkpoint(path: str | os.PathLike, model: MultimodalVAE, training_stat
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "training_state": training_state,
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temp_files(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.pid{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                torch.save(payload, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except (OSError, RuntimeError) as err:  # torch's writer may wrap the OSError in a RuntimeError
+            if _disk_full(err):
+                _unlink_quietly(tmp)
+                previous = (f"the previous checkpoint {path} is intact" if path.exists()
+                            else f"no checkpoint existed at {path} before")
+                raise CheckpointError(f"disk full while saving {path} ({err.strerror or err}): nothing was replaced, "
+                                      f"{previous}, and the temporary file was removed; free space on "
+                                      f"{path.parent} and save again") from err
+            raise
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual permissions
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _unlink_quietly(tmp)
         raise
     return path
+
+
+def _disk_full(err: BaseException | None) -> bool:
+    """Whether ``err`` or an exception it was raised from/during is ENOSPC (or EDQUOT)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in _DISK_FULL:
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _unlink_quietly(path: str | os.PathLike) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process with id ``pid`` exists on this machine (a process of another user counts)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return True  # cannot tell: assume alive, never delete what might be in use
+    return True
+
+
+def remove_stale_temp_files(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that earlier, killed saves to ``path`` left beside it; returns them.
+
+    A file named with a writer's pid is removed only if that process no longer exists (never this
+    process's own); a legacy temporary file without a pid only when older than :data:`STALE_TMP_SECONDS`.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    named = re.compile(rf"^\.{re.escape(path.name)}\.pid(\d+)\.[^/]+\.tmp$")
+    legacy = re.compile(rf"^\.{re.escape(path.name)}\.[A-Za-z0-9_]+\.tmp$")
+    removed = []
+    for candidate in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        match = named.match(candidate.name)
+        try:
+            if match:
+                pid = int(match.group(1))
+                stale = pid != os.getpid() and not _process_alive(pid)
+            elif legacy.match(candidate.name):
+                stale = time.time() - candidate.stat().st_mtime > STALE_TMP_SECONDS
+            else:
+                stale = False
+            if stale:
+                candidate.unlink()
+                removed.append(candidate)
+        except FileNotFoundError:  # another process cleaned it up first
+            continue
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with the glob metacharacters escaped."""
+    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 def _read(path: Path) -> dict:
@@ -84,46 +171,80 @@ def _read(path: Path) -> dict:
     return payload
 
 
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
-    """Rebuild the model from its stored description and weights; the model is returned in eval mode."""
-    path = Path(path)
-    payload = _read(path)
+def _description(payload: dict, path: Path) -> dict:
+    """The stored model description as a dict; CheckpointError if it is missing or not valid JSON."""
     try:
         config = json.loads(payload["config_json"])
+    except (KeyError, TypeError, ValueError) as err:  # json.JSONDecodeError is a ValueError
+        raise CheckpointError(f"{path} holds a corrupt model description ({type(err).__name__}: {str(err)[:200]}); "
+                              f"the file was damaged or not written by save_checkpoint") from err
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path} holds a model description that is not a JSON object")
+    return config
+
+
+def _normalised(config: dict) -> dict:
+    """A description after a round trip through ModelConfig: fields added since it was written get their
+    defaults, so descriptions from older library versions compare equal to today's."""
+    return json.loads(json.dumps(ModelConfig.from_dict(config).to_dict()))
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
+    """Rebuild the model from its stored description and weights; the model is returned in eval mode.
+
+    Descriptions written before a config field existed load with that field's default."""
+    path = Path(path)
+    payload = _read(path)
+    config = _description(payload, path)
+    try:
         model = build_model(ModelConfig.from_dict(config))
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path} holds an invalid model description: {err}") from err
-    load_weights(model, payload["state_dict"], source=str(path))
+    load_weights(model, payload.get("state_dict"), source=str(path))
     return Checkpoint(model.to(device).eval(), config, payload.get("library_version", "?"),
                       payload.get("training_state"))
 
 
 def load_weights(model: MultimodalVAE, state_dict: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Copy weights into ``model``, refusing any missing, unexpected or differently shaped tensor."""
+    """Copy weights into ``model``, refusing any missing, unexpected, differently shaped or non-finite tensor."""
+    if not isinstance(state_dict, dict):
+        raise CheckpointError(f"{source} holds no weights (state_dict is {type(state_dict).__name__})")
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
-    wrong = sorted(k for k in set(own) & set(state_dict) if own[k].shape != state_dict[k].shape)
+    wrong = sorted(k for k in set(own) & set(state_dict)
+                   if not isinstance(state_dict[k], torch.Tensor) or own[k].shape != state_dict[k].shape)
     if missing or unexpected or wrong:
+        shape = lambda v: tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__  # noqa: E731
         details = "; ".join(part for part in (
             f"missing {missing[:5]}" if missing else "",
             f"unexpected {unexpected[:5]}" if unexpected else "",
-            f"shape mismatch {[(k, tuple(state_dict[k].shape), tuple(own[k].shape)) for k in wrong[:5]]}" if wrong else "",
+            f"shape mismatch {[(k, shape(state_dict[k]), tuple(own[k].shape)) for k in wrong[:5]]}" if wrong else "",
         ) if part)
         raise CheckpointError(f"{source} does not match this model ({details}); build the model from the "
                               f"checkpoint's own description with load_checkpoint()")
+    bad = [k for k, v in state_dict.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{source} holds non-finite weights (NaN or inf) in {bad[:5]}"
+                              f"{f' and {len(bad) - 5} more tensors' if len(bad) > 5 else ''}; the training "
+                              f"diverged before this save: use an earlier checkpoint (e.g. best.pt)")
     model.load_state_dict(state_dict)
 
 
 def restore_into(model: MultimodalVAE, path: str | os.PathLike) -> dict[str, Any] | None:
-    """Load a checkpoint's weights into an existing ``model`` whose description must be identical;
-    returns the stored training state (for resuming)."""
-    payload = _read(Path(path))
-    stored = json.loads(payload["config_json"])
-    if stored != json.loads(json.dumps(model.config.to_dict())):
-        diff = sorted(k for k in set(stored) | set(model.config.to_dict())
-                      if stored.get(k) != json.loads(json.dumps(model.config.to_dict())).get(k))
+    """Load a checkpoint's weights into an existing ``model`` whose description must be identical (fields
+    added since the checkpoint was written count with their defaults); returns the stored training state."""
+    path = Path(path)
+    payload = _read(path)
+    stored = _description(payload, path)
+    try:
+        stored = _normalised(stored)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path} holds an invalid model description: {err}") from err
+    own = _normalised(model.config.to_dict())
+    if stored != own:
+        diff = sorted(k for k in set(stored) | set(own) if stored.get(k) != own.get(k))
         raise CheckpointError(f"{path} was saved from a different model description (differs in {diff}); "
                               f"resume with the same configuration or start a new run folder")
-    load_weights(model, payload["state_dict"], source=str(path))
+    load_weights(model, payload.get("state_dict"), source=str(path))
     return payload.get("training_state")
