@@ -1,20 +1,30 @@
-"""Multimodal (image + sound) Gymnasium environments; importing this package registers them.
+"""Multimodal (image + sound) Gymnasium environments; importing this package registers them and their presets.
 
 >>> import gymnasium, envs
 >>> env = gymnasium.make("PendulumSound-v0")  # or "Hyperhot-v0"
+
+Registration: the time limit is Gymnasium's ``TimeLimit`` (``max_episode_steps``: 300 and 450), Hyperhot's
+-1 at the time limit is :class:`envs.common.TruncationPenalty` (applied after ``TimeLimit``), and the last two
+frames of each sensor are stacked by ``gymnasium.wrappers.FrameStackObservation``. The classes themselves
+return single frames. The hand-tuned model networks are registered with
+:func:`mhvae_perception.presets.register_env_preset` (aliases ``pendulum_sound`` and ``hyperhot``).
 """
 from gymnasium.envs.registration import register, registry
 
+from envs.common import registered_wrappers
 from envs.hyperhot import HyperhotEnv
 from envs.pendulum_sound import PendulumSoundEnv
+from envs.presets import register_presets
 
-__all__ = ["PendulumSoundEnv", "HyperhotEnv", "ENV_IDS"]
+__all__ = ["PendulumSoundEnv", "HyperhotEnv", "ENV_IDS", "MAX_EPISODE_STEPS"]
 
 ENV_IDS = ("PendulumSound-v0", "Hyperhot-v0")
+MAX_EPISODE_STEPS = {"PendulumSound-v0": 300, "Hyperhot-v0": 450}
 
-# The time limits live inside the environments (kwarg ``time_limit``) because Hyperhot gives -1 on truncation;
-# so no TimeLimit wrapper is added (spec.max_episode_steps is None).
 if "PendulumSound-v0" not in registry:
-    register(id="PendulumSound-v0", entry_point="envs.pendulum_sound:PendulumSoundEnv")
+    register(id="PendulumSound-v0", entry_point="envs.pendulum_sound:PendulumSoundEnv",
+             max_episode_steps=MAX_EPISODE_STEPS["PendulumSound-v0"], additional_wrappers=registered_wrappers())
 if "Hyperhot-v0" not in registry:
-    register(id="Hyperhot-v0", entry_point="envs.hyperhot:HyperhotEnv")
+    register(id="Hyperhot-v0", entry_point="envs.hyperhot:HyperhotEnv",
+             max_episode_steps=MAX_EPISODE_STEPS["Hyperhot-v0"], additional_wrappers=registered_wrappers(penalty=-1.0))
+register_presets()

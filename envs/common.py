@@ -1,30 +1,41 @@
-"""Small helpers shared by the multimodal environments: frame stacking, action checks, a lazy pygame viewer."""
+"""Small helpers shared by the multimodal environments: registered wrappers, action checks, a lazy pygame viewer."""
 from __future__ import annotations
 
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.envs.registration import WrapperSpec
 
-N_STACK = 2
+N_STACK = 2  # frames stacked by gymnasium.wrappers.FrameStackObservation (registered with each env id)
 
 
-class FrameStack:
-    """Keep the last ``N_STACK`` frames of one modality in a preallocated array (oldest first)."""
+class TruncationPenalty(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Add ``penalty`` to the reward of a step that is truncated (and not terminated), whichever wrapper or
+    limit truncated it. Hyperhot's "-1 at the time limit" lives here, outside Gymnasium's ``TimeLimit``."""
 
-    def __init__(self, frame_shape: tuple[int, ...], dtype: np.dtype | type = np.float32) -> None:
-        self.frames = np.zeros((N_STACK, *frame_shape), dtype=dtype)
+    def __init__(self, env: gym.Env, penalty: float = -1.0) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self, penalty=penalty)
+        gym.Wrapper.__init__(self, env)
+        self.penalty = float(penalty)
 
-    def reset(self, frame: np.ndarray) -> np.ndarray:
-        """Fill every slot with ``frame`` (the first frame repeated) and return a copy of the stack."""
-        self.frames[:] = frame
-        return self.frames.copy()
+    def step(self, action: Any):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if truncated and not terminated:
+            reward = float(reward) + self.penalty
+        return obs, reward, terminated, truncated, info
 
-    def push(self, frame: np.ndarray) -> np.ndarray:
-        """Drop the oldest frame, append ``frame`` and return a copy of the stack."""
-        self.frames[:-1] = self.frames[1:]
-        self.frames[-1] = frame
-        return self.frames.copy()
+
+def registered_wrappers(penalty: float | None = None) -> tuple[WrapperSpec, ...]:
+    """The wrappers ``gym.make`` adds after ``TimeLimit``: an optional :class:`TruncationPenalty`, then the
+    stacking of the last :data:`N_STACK` observations on a new axis 0 (oldest first; the first frame repeated
+    at reset)."""
+    stack = WrapperSpec("FrameStackObservation", "gymnasium.wrappers:FrameStackObservation",
+                        {"stack_size": N_STACK, "padding_type": "reset"})
+    if penalty is None:
+        return (stack,)
+    return (WrapperSpec("TruncationPenalty", "envs.common:TruncationPenalty", {"penalty": float(penalty)}), stack)
 
 
 def check_box_action(action: Any, space: spaces.Box) -> np.ndarray:

@@ -7,7 +7,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.common import N_STACK, FrameStack, HumanRenderMixin, check_discrete_action
+from envs.common import HumanRenderMixin, check_discrete_action
 
 # Screen (pixels, x to the right, y downwards).
 WIDTH, HEIGHT = 160, 210
@@ -76,35 +76,59 @@ def mix(mics: np.ndarray, sources: np.ndarray, groups: np.ndarray, waves: np.nda
     return np.clip(weights @ waves, -1.0, 1.0).astype(np.float32)
 
 
+def _state_names() -> tuple[str, ...]:
+    enemies = [f"enemy{i}_{field}" for field in ("alive", "x") for i in range(N_ENEMIES)]
+    bullets = [f"enemy_bullet{i}_{field}" for field in ("active", "x", "y") for i in range(N_ENEMIES)]
+    return ("ship_x", *enemies, "enemy_dir", "bullet_active", "bullet_x", "bullet_y", *bullets)
+
+
+#: Layout of ``info["state"]`` (25 float32 values, pixels of the full 160x210 screen, y downwards):
+#: ship_x (left edge); enemy{0..3}_alive (0/1); enemy{0..3}_x (centre; dead enemies keep moving with the
+#: formation); enemy_dir (-1/+1); bullet_active, bullet_x, bullet_y (the player's bullet, top-left corner);
+#: enemy_bullet{0..3}_active, enemy_bullet{0..3}_x, enemy_bullet{0..3}_y (top-left). Inactive bullets: 0, 0, 0.
+STATE_NAMES = _state_names()
+
+
 class HyperhotEnv(HumanRenderMixin, gym.Env[dict[str, np.ndarray], int]):
-    """Shoot the four enemies before they hit you; observed as ``{"image": (2, 80, 80), "sound": (2, 4, 1047)}``.
+    """Shoot the four enemies before they hit you; observed one frame at a time as
+    ``{"image": (80, 80), "sound": (4, 1047)}``.
+
+    ``gym.make("Hyperhot-v0")`` adds the registered wrappers: ``TimeLimit(450)``, the truncation penalty
+    (:class:`envs.common.TruncationPenalty`, -1) and ``FrameStackObservation(2)``, giving
+    ``{"image": (2, 80, 80), "sound": (2, 4, 1047)}``.
 
     Rewards: +10 (terminated) when the last enemy dies, -1 (terminated) when an enemy bullet hits the ship,
-    -1 (truncated) when ``time_limit`` steps have passed; 0 otherwise (also for killing one enemy). If the ship
-    is hit in the step that kills the last enemy, the hit wins (-1).
+    -1 (truncated, added by the registered penalty wrapper) at the time limit; 0 otherwise (also for killing
+    one enemy). If the ship is hit in the step that kills the last enemy, the hit wins (-1). Variant:
+    ``hit_reward`` (default 0) is added for every enemy killed, the last one included.
+    ``info``: ``"state"`` (see :data:`STATE_NAMES`) on reset and step, ``"enemies_alive"`` after each step.
 
     :param render_mode: ``None``, ``"rgb_array"`` (420x320x3 uint8 colour view) or ``"human"`` (pygame).
-    :param time_limit: episode length limit in steps.
+    :param time_limit: optional extra limit inside the environment (older code's keyword); the registered
+        limit is ``max_episode_steps``.
+    :param hit_reward: reward per enemy killed (a denser-reward variant; 0 keeps the original game).
     """
 
     window_caption = "Hyperhot-v0"
+    state_names = STATE_NAMES
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 30}
 
-    def __init__(self, render_mode: str | None = None, time_limit: int = 450) -> None:
+    def __init__(self, render_mode: str | None = None, time_limit: int | None = None, hit_reward: float = 0.0) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        if not np.isfinite(hit_reward):
+            raise ValueError(f"hit_reward must be a finite number, got {hit_reward!r}")
         self.render_mode = render_mode
-        self.time_limit = int(time_limit)
+        self.time_limit = None if time_limit is None else int(time_limit)
+        self.hit_reward = float(hit_reward)
         self.action_space = spaces.Discrete(len(ACTIONS))
         self.observation_space = spaces.Dict(
             {
-                "image": spaces.Box(0.0, 1.0, shape=(N_STACK, IMG, IMG), dtype=np.float32),
-                "sound": spaces.Box(-1.0, 1.0, shape=(N_STACK, 4, N_SAMPLES), dtype=np.float32),
+                "image": spaces.Box(0.0, 1.0, shape=(IMG, IMG), dtype=np.float32),
+                "sound": spaces.Box(-1.0, 1.0, shape=(4, N_SAMPLES), dtype=np.float32),
             }
         )
-        self._images = FrameStack((IMG, IMG))
-        self._sounds = FrameStack((4, N_SAMPLES))
         self._canvas = np.zeros((2 * IMG, WIDTH), dtype=bool)
         # Game state (public so that tests and tools can set up situations).
         self.player_x = SHIP_X_START
@@ -168,10 +192,17 @@ class HyperhotEnv(HumanRenderMixin, gym.Env[dict[str, np.ndarray], int]):
         pos, groups = self.sources()
         return mix(self.microphones(), pos, groups, square_waves(FREQS, self.sample_clock))
 
-    def _obs(self, first: bool) -> dict[str, np.ndarray]:
-        if first:
-            return {"image": self._images.reset(self._image_frame()), "sound": self._sounds.reset(self._sound_frame())}
-        return {"image": self._images.push(self._image_frame()), "sound": self._sounds.push(self._sound_frame())}
+    def _obs(self) -> dict[str, np.ndarray]:
+        return {"image": self._image_frame(), "sound": self._sound_frame()}
+
+    def true_state(self) -> np.ndarray:
+        """The game state as 25 float32 values laid out as :data:`STATE_NAMES`."""
+        bullet = (np.zeros(3) if self.player_bullet is None
+                  else np.array([1.0, self.player_bullet[0], self.player_bullet[1]]))
+        active = self.enemy_bullet_active
+        eb = np.where(active[:, None], self.enemy_bullets, 0)
+        return np.concatenate([[self.player_x], self.enemy_alive, self.enemy_x, [self.enemy_dir], bullet,
+                               active, eb[:, 0], eb[:, 1]]).astype(np.float32)
 
     # --- Gymnasium API -------------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -185,10 +216,10 @@ class HyperhotEnv(HumanRenderMixin, gym.Env[dict[str, np.ndarray], int]):
         self.enemy_bullet_active[:] = False
         self.steps = 0
         self.sample_clock = 0
-        obs = self._obs(first=True)
+        obs = self._obs()
         if self.render_mode == "human":
             self.render()
-        return obs, {}
+        return obs, {"state": self.true_state()}
 
     def _hits_ship(self, bx: int, by: int) -> bool:
         return bx < self.player_x + SHIP_W and self.player_x < bx + BULLET and by < SHIP_BOTTOM and SHIP_TOP < by + BULLET
@@ -225,6 +256,7 @@ class HyperhotEnv(HumanRenderMixin, gym.Env[dict[str, np.ndarray], int]):
                 self.enemy_bullets[i] = (self.enemy_x[i] - BULLET // 2, ENEMY_Y + ENEMY_R)
                 self.enemy_bullet_active[i] = True
         # 6. collisions: player bullet vs enemies (circle / square), enemy bullets vs ship
+        kills = 0
         if self.player_bullet is not None:
             bx, by = self.player_bullet
             nx = np.clip(self.enemy_x, bx, bx + BULLET)
@@ -233,6 +265,7 @@ class HyperhotEnv(HumanRenderMixin, gym.Env[dict[str, np.ndarray], int]):
             if hit.any():
                 self.enemy_alive[np.flatnonzero(hit)[0]] = False
                 self.player_bullet = None
+                kills = 1
         ship_hit = any(self._hits_ship(*self.enemy_bullets[i]) for i in np.flatnonzero(self.enemy_bullet_active))
         # 7. outcome
         reward, terminated = 0.0, False
@@ -240,14 +273,15 @@ class HyperhotEnv(HumanRenderMixin, gym.Env[dict[str, np.ndarray], int]):
             reward, terminated = -1.0, True
         elif not self.enemy_alive.any():
             reward, terminated = 10.0, True
-        truncated = not terminated and self.steps >= self.time_limit
-        if truncated:
-            reward = -1.0
+        if kills and self.hit_reward:
+            reward += self.hit_reward * kills
+        truncated = not terminated and self.time_limit is not None and self.steps >= self.time_limit
         self.sample_clock += N_SAMPLES
-        obs = self._obs(first=False)
+        obs = self._obs()
         if self.render_mode == "human":
             self.render()
-        return obs, reward, terminated, truncated, {"enemies_alive": int(self.enemy_alive.sum())}
+        return obs, reward, terminated, truncated, {"enemies_alive": int(self.enemy_alive.sum()),
+                                                    "state": self.true_state()}
 
     def render(self) -> np.ndarray | None:
         """Colour view of the full 210x160 screen, scaled 2x: (420, 320, 3) uint8."""

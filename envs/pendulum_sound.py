@@ -7,7 +7,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.common import N_STACK, FrameStack, HumanRenderMixin, check_box_action
+from envs.common import HumanRenderMixin, check_box_action
 
 # Physics: identical to gymnasium.envs.classic_control.PendulumEnv.
 MAX_SPEED = 8.0
@@ -88,37 +88,40 @@ def sound_bounds(microphones: np.ndarray = MICROPHONES) -> tuple[np.ndarray, np.
     return (low * (1 - 1e-5)).astype(np.float32), (high * (1 + 1e-5)).astype(np.float32)
 
 
+STATE_NAMES = ("cos_theta", "sin_theta", "theta_dot")
+
+
 class PendulumSoundEnv(HumanRenderMixin, gym.Env[dict[str, np.ndarray], np.ndarray]):
-    """Pendulum-v1 dynamics and reward, observed as ``{"image": (2, 60, 60), "sound": (2, 3, 2)}``.
+    """Pendulum-v1 dynamics and reward, observed one frame at a time as ``{"image": (60, 60), "sound": (3, 2)}``.
+
+    ``gym.make("PendulumSound-v0")`` adds the registered wrappers: ``TimeLimit(300)`` and
+    ``FrameStackObservation(2)``, giving ``{"image": (2, 60, 60), "sound": (2, 3, 2)}``. ``info["state"]`` is
+    the true state (cos θ, sin θ, θ̇) as float32 on reset and step (names in :attr:`state_names`).
 
     :param render_mode: ``None``, ``"rgb_array"`` (a 300x300x3 uint8 colour view) or ``"human"`` (pygame).
-    :param time_limit: episodes are truncated after this many steps.
+    :param time_limit: optional extra limit inside the environment (older code's keyword); the registered
+        limit is ``max_episode_steps`` (``gym.make(..., max_episode_steps=N)`` changes it).
     """
 
     window_caption = "PendulumSound-v0"
+    state_names = STATE_NAMES
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 20}
 
-    def __init__(self, render_mode: str | None = None, time_limit: int = 300) -> None:
+    def __init__(self, render_mode: str | None = None, time_limit: int | None = None) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.render_mode = render_mode
-        self.time_limit = int(time_limit)
+        self.time_limit = None if time_limit is None else int(time_limit)
         self.action_space = spaces.Box(low=-MAX_TORQUE, high=MAX_TORQUE, shape=(1,), dtype=np.float32)
         s_low, s_high = sound_bounds()
         self.observation_space = spaces.Dict(
             {
-                "image": spaces.Box(0.0, 1.0, shape=(N_STACK, CROP_PX, CROP_PX), dtype=np.float32),
-                "sound": spaces.Box(
-                    np.broadcast_to(s_low, (N_STACK, *s_low.shape)).copy(),
-                    np.broadcast_to(s_high, (N_STACK, *s_high.shape)).copy(),
-                    dtype=np.float32,
-                ),
+                "image": spaces.Box(0.0, 1.0, shape=(CROP_PX, CROP_PX), dtype=np.float32),
+                "sound": spaces.Box(s_low, s_high, dtype=np.float32),
             }
         )
         self._gx, self._gy = pixel_grid(CANVAS_PX, CROP_PX)
-        self._images = FrameStack((CROP_PX, CROP_PX))
-        self._sounds = FrameStack((len(MICROPHONES), 2))
         self.state: np.ndarray | None = None
         self.last_u: float | None = None
         self.steps = 0
@@ -131,6 +134,13 @@ class PendulumSoundEnv(HumanRenderMixin, gym.Env[dict[str, np.ndarray], np.ndarr
     def _sound_frame(self) -> np.ndarray:
         return sound_features(self.state[0], self.state[1])
 
+    def _obs(self) -> dict[str, np.ndarray]:
+        return {"image": self._image_frame(), "sound": self._sound_frame()}
+
+    def _info(self) -> dict[str, Any]:
+        th, thdot = self.state
+        return {"state": np.array([np.cos(th), np.sin(th), thdot], dtype=np.float32)}
+
     # --- Gymnasium API -------------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Draw θ ∈ [-π, π], θ̇ ∈ [-1, 1] exactly like Pendulum-v1 (``options`` may set ``x_init``/``y_init``)."""
@@ -140,10 +150,10 @@ class PendulumSoundEnv(HumanRenderMixin, gym.Env[dict[str, np.ndarray], np.ndarr
         self.state = self.np_random.uniform(low=-high, high=high)
         self.last_u = None
         self.steps = 0
-        obs = {"image": self._images.reset(self._image_frame()), "sound": self._sounds.reset(self._sound_frame())}
+        obs = self._obs()
         if self.render_mode == "human":
             self.render()
-        return obs, {}
+        return obs, self._info()
 
     def step(self, action: np.ndarray):
         """Apply a torque in [-2, 2]; raise ``ValueError`` for an action outside the action space."""
@@ -160,11 +170,11 @@ class PendulumSoundEnv(HumanRenderMixin, gym.Env[dict[str, np.ndarray], np.ndarr
         newth = th + newthdot * DT
         self.state = np.array([newth, newthdot])
         self.steps += 1
-        obs = {"image": self._images.push(self._image_frame()), "sound": self._sounds.push(self._sound_frame())}
-        truncated = self.steps >= self.time_limit
+        obs = self._obs()
+        truncated = self.time_limit is not None and self.steps >= self.time_limit
         if self.render_mode == "human":
             self.render()
-        return obs, float(-costs), False, truncated, {}
+        return obs, float(-costs), False, truncated, self._info()
 
     def render(self) -> np.ndarray | None:
         """Colour view of the whole canvas: rod (red), pivot (black), microphones (blue)."""

@@ -12,9 +12,9 @@ Every dataset is returned as :class:`DatasetSplits` with three :class:`DictTenso
 * ``"celeba"``: ``{"image": (3, 64, 64) in [0, 1], "attributes": (18,) in {0, 1}}``. Pixels are
   continuous intensities in [0, 1] and are modelled with a Bernoulli (BCE) likelihood, as in the
   paper's networks. See :func:`load_celeba` for cropping and the split.
-* ``"pendulum_sound"`` / ``"hyperhot"``: ``{"image": (2, 60, 60) | (2, 80, 80), "sound": ...}`` read
-  from the environment datasets written by ``envs/datasets.py``; :attr:`DatasetSplits.normalisation`
-  carries the per-feature sound mean/std of the training split for the model config.
+* any Gymnasium environment with a ``Dict`` observation space: :func:`load_env_splits` (``env_id``, collecting
+  the dataset with :mod:`mhvae_perception.collect` when it is missing). ``"pendulum_sound"`` / ``"hyperhot"``
+  are aliases of this project's two environments (registered by ``envs/``).
 """
 from __future__ import annotations
 
@@ -24,15 +24,18 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Dict, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 
+from .describe import data_statistics, feature_statistics, image_to_chw, sensor_layout, to_model_layout
+from .presets import LEGACY_ENV_ALIASES
+
 log = logging.getLogger(__name__)
 
-DATASETS = ("mnist", "fashionmnist", "celeba", "pendulum_sound", "hyperhot")
-ENV_IDS = {"pendulum_sound": "PendulumSound-v0", "hyperhot": "Hyperhot-v0"}
+#: names :func:`load_dataset` knows without an environment id (the env aliases need their package, ``envs/``)
+DATASETS = ("mnist", "fashionmnist", "celeba", *LEGACY_ENV_ALIASES)
 
 CELEBA_ATTRIBUTES = (
     "Bald", "Bangs", "Black_Hair", "Blond_Hair", "Brown_Hair", "Bushy_Eyebrows", "Eyeglasses",
@@ -143,14 +146,26 @@ class DictTensorDataset(torch.utils.data.Dataset):
 
 @dataclass
 class DatasetSplits:
+    """Three splits of one dataset and what describes it.
+
+    ``normalisation``: statistics to pass to the model config, e.g. ``{"sound": {"mean": [...], "std": [...]}}``.
+    ``figure_hints``: how to draw it — ``"condition_on"``: ``"one_hot_classes"`` (a grid per class of x2) or
+    ``"test_points"``; ``"cross_modal"``: bool (labelled cross-modal image/sound figures); optionally
+    ``"feature_names"``: names of the last axis of x2. ``state``: for environment datasets that expose it, the
+    true state per split (``"train"``, ``"valid"``, ``"test"``: float32 (N, d), rows aligned with the split's
+    items) and ``state_names`` its d names; None / () otherwise.
+    """
+
     name: str
     train: DictTensorDataset
     valid: DictTensorDataset
     test: DictTensorDataset
     modality_names: tuple
-    #: normalisation statistics to pass to the model config, e.g. {"sound": {"mean": [...], "std": [...]}}
     normalisation: Optional[dict] = None
     info: dict = field(default_factory=dict)
+    figure_hints: dict = field(default_factory=dict)
+    state: Optional[Dict[str, torch.Tensor]] = None
+    state_names: tuple = ()
 
     def summary(self) -> str:
         return (f"{self.name}: train {len(self.train)}, valid {len(self.valid)}, test {len(self.test)}; "
@@ -230,7 +245,8 @@ def load_mnist_like(name: str = "mnist", root: Optional[os.PathLike] = None, spl
     test = DictTensorDataset({"image": binarise_once(images[te], EVAL_BINARISE_SEED + 1), "label": labels[te]})
     return DatasetSplits(name, train, valid, test, ("image", "label"),
                          info={"root": str(root), "split_seed": split_seed, "pooled": len(images),
-                               "targets": {"train": targets[tr], "valid": targets[va], "test": targets[te]}})
+                               "targets": {"train": targets[tr], "valid": targets[va], "test": targets[te]}},
+                         figure_hints={"condition_on": "one_hot_classes", "cross_modal": False})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -371,80 +387,152 @@ def load_celeba(celeba_dir: Optional[os.PathLike] = None, split_seed: int = 0, c
 
     return DatasetSplits("celeba", make(tr), make(va), make(te), ("image", "attributes"),
                          info={"dir": str(d), "found": len(present), "split": scheme, "cache": str(cache),
-                               "attributes": CELEBA_ATTRIBUTES})
+                               "attributes": CELEBA_ATTRIBUTES},
+                         figure_hints={"condition_on": "test_points", "cross_modal": False})
 
 
 # --------------------------------------------------------------------------------------------------
-# environment datasets (PendulumSound, Hyperhot)
+# environment datasets (any Gymnasium env with a Dict observation space)
 # --------------------------------------------------------------------------------------------------
-def env_dataset_path(name: str) -> Path:
-    return data_root() / "envs" / f"{ENV_IDS[name]}.npz"
+sound_statistics = feature_statistics  # the name older code uses
+
+_COLLECT_KEYS = ("n_train", "n_test", "seed", "env_kwargs", "policy", "n_envs", "progress")
 
 
-def _load_env_arrays(path: Path) -> dict:
-    try:
-        from envs.datasets import load_dataset as env_load_dataset  # written by the envs owner
-    except ImportError:
-        env_load_dataset = None
-    if env_load_dataset is not None:
-        return env_load_dataset(path)
-    with np.load(path, allow_pickle=True) as z:  # same contract, read directly
-        out = {k: z[k] for k in z.files}
-    meta = out.get("metadata")
-    if isinstance(meta, np.ndarray):
-        meta = meta.item()
-    if isinstance(meta, (str, bytes)):
-        import json
-        meta = json.loads(meta)
-    out["metadata"] = meta if meta is not None else {}
-    return out
+def load_env_splits(env_id: str, path: Optional[os.PathLike] = None, split_seed: int = 0,
+                    collect_if_missing: bool = True, **collect_kwargs) -> DatasetSplits:
+    """The dataset of any Gymnasium environment with a ``Dict`` observation space, collected when missing.
 
+    ``env_id``: a Gymnasium id, ``"module:EnvId"``, or a registered preset's alias (``"pendulum_sound"``).
+    ``path`` defaults to :func:`mhvae_perception.collect.default_path` of the collection settings;
+    ``collect_kwargs`` are :func:`mhvae_perception.collect.collect`'s (``n_train``, ``n_test``, ``seed``,
+    ``env_kwargs``, ``policy``, ``n_envs``, ``progress``); an existing file collected with other settings than
+    the ones given raises ``ValueError``. Splits: 10 % of the file's training part (a ``split_seed``
+    permutation) is validation, the file's test part is the test split. Images are served in (C, H, W) in
+    [0, 1]; Gaussian sensors get normalisation statistics from the training split only
+    (:attr:`DatasetSplits.normalisation`); the true state, when recorded, is :attr:`DatasetSplits.state`.
+    """
+    from . import collect as collector
+    from .presets import resolve_env_name
 
-def sound_statistics(sound: torch.Tensor, min_std: float = 1e-6) -> dict:
-    """Per-feature mean/std over the first (sample) axis, as nested lists (JSON/config friendly)."""
-    mean = sound.double().mean(0)
-    std = sound.double().std(0, unbiased=False).clamp_min(min_std)
-    return {"mean": mean.float().tolist(), "std": std.float().tolist()}
-
-
-def load_env_dataset(name: str, path: Optional[os.PathLike] = None, split_seed: int = 0) -> DatasetSplits:
-    """Image+sound dataset of an environment; 10 % of the training part is held out for validation,
-    the file's test part is the test split. Normalisation statistics come from the training split only."""
-    path = Path(path) if path is not None else env_dataset_path(name)
+    unknown = sorted(set(collect_kwargs) - set(_COLLECT_KEYS))
+    if unknown:
+        raise TypeError(f"load_env_splits: unknown keyword(s) {unknown}; collection settings are {_COLLECT_KEYS}")
+    progress = collect_kwargs.pop("progress", True)
+    resolved = resolve_env_name(env_id)
+    settings = collector.collection_settings(resolved, **collect_kwargs)  # checked before any work
+    path = Path(path) if path is not None else collector.default_path(resolved, settings)
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{name}: environment dataset {path} not found. Generate it with envs/datasets.py "
-            f"(env id {ENV_IDS[name]}) or pass its path.")
-    arrays = _load_env_arrays(path)
-    # images are 0/1: kept as uint8 in memory (a quarter of float32; Hyperhot's are 80x80x2 per item)
-    image = torch.from_numpy(np.asarray(arrays.pop("train_image")).astype(np.uint8))
-    sound = torch.as_tensor(np.asarray(arrays["train_sound"], dtype=np.float32))
-    g = torch.Generator().manual_seed(int(split_seed))
-    perm = torch.randperm(len(image), generator=g)
-    n_va = int(round(VALID_FRACTION * len(image)))
+        collector.resolve_env_id(resolved)  # an unknown environment is named before anything else
+        if not collect_if_missing:
+            raise FileNotFoundError(
+                f"{env_id}: environment dataset {path} not found. Collect it with `python -m envs.collect "
+                f"--env-id {resolved}` (or mhvae_perception.collect.collect), pass its path, or call "
+                f"load_env_splits(..., collect_if_missing=True)")
+        log.info("%s: collecting the dataset into %s", resolved, path)
+        collector.collect(resolved, path=path, progress=progress, **collect_kwargs)
+    arrays, metadata = collector.read_collected(path)
+    recorded = metadata.get("settings")
+    if collect_kwargs and recorded is not None:
+        asked = {k: settings[k] for k in collect_kwargs}
+        differ = {k: (recorded.get(k), v) for k, v in asked.items() if recorded.get(k) != v}
+        if differ:
+            raise ValueError(f"{path} was collected with other settings ({', '.join(f'{k}: file {a!r}, asked {b!r}' for k, (a, b) in differ.items())}); "
+                             f"pass another path or remove the file to collect it again")
+    return env_splits_from_arrays(env_id, resolved, arrays, metadata, split_seed, path)
+
+
+def _legacy_space(arrays: Mapping[str, np.ndarray]) -> dict:
+    """The observation-space description of a file written before format 2 (image 0/1 + sound)."""
+    from .collect import space_to_json
+    from gymnasium import spaces
+
+    desc = {}
+    for key in ("image", "sound"):
+        if f"train_{key}" not in arrays or f"test_{key}" not in arrays:
+            raise ValueError(f"old-format dataset lacks train_{key}/test_{key} (has {sorted(arrays)})")
+        shape = arrays[f"train_{key}"].shape[1:]
+        desc[key] = spaces.Box(0.0, 1.0, shape, np.float32) if key == "image" else spaces.Box(-np.inf, np.inf, shape, np.float32)
+    return space_to_json(spaces.Dict(desc))
+
+
+def env_splits_from_arrays(name: str, env_id: str, arrays: Mapping[str, np.ndarray], metadata: dict,
+                           split_seed: int = 0, path: Optional[os.PathLike] = None) -> DatasetSplits:
+    """:class:`DatasetSplits` from the arrays and metadata of a collected file (see :func:`load_env_splits`)."""
+    from .collect import array_key, space_from_json
+    from .presets import env_preset
+
+    if "observation_space" not in metadata:
+        metadata = {**metadata, "observation_space": _legacy_space(arrays)}
+    space = space_from_json(metadata["observation_space"])
+    names = tuple(space.spaces)
+    for split in ("train", "test"):
+        missing = [array_key(split, k) for k in names if array_key(split, k) not in arrays]
+        if missing:
+            raise ValueError(f"{path}: the dataset lacks {missing} (has {sorted(arrays)})")
+        lengths = {len(arrays[array_key(split, k)]) for k in names}
+        if len(lengths) != 1:
+            raise ValueError(f"{path}: the {split} arrays have different lengths {sorted(lengths)}")
+    n = len(arrays[array_key("train", names[0])])
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(split_seed)))
+    n_va = int(round(VALID_FRACTION * n))
     va, tr = perm[:n_va], perm[n_va:]
-    as_is = {"image": 1.0}
-    train = DictTensorDataset({"image": image[tr], "sound": sound[tr]}, uint8_scale=as_is)
-    valid = DictTensorDataset({"image": image[va], "sound": sound[va]}, uint8_scale=as_is)
-    test = DictTensorDataset({
-        "image": torch.from_numpy(np.asarray(arrays.pop("test_image")).astype(np.uint8)),
-        "sound": torch.as_tensor(np.asarray(arrays["test_sound"], dtype=np.float32)),
-    }, uint8_scale=as_is)
-    norm = {"sound": sound_statistics(sound[tr])}
-    return DatasetSplits(name, train, valid, test, ("image", "sound"), normalisation=norm,
-                         info={"path": str(path), "metadata": arrays.get("metadata", {})})
+    layouts = {k: sensor_layout(sub) for k, sub in space.spaces.items()}
+
+    def served(split: str):
+        tensors, scales = {}, {}
+        for k, layout in layouts.items():
+            raw = arrays[array_key(split, k)]
+            if layout.kind in ("image", "multibinary") and raw.dtype == np.uint8:
+                # kept as uint8 in memory (a quarter of float32), scaled when served
+                tensors[k] = torch.from_numpy(np.ascontiguousarray(image_to_chw(layout, raw) if layout.kind == "image" else raw))
+                scales[k] = float(layout.scale)
+            else:
+                tensors[k] = torch.from_numpy(np.ascontiguousarray(to_model_layout(layout, raw)))
+        return tensors, scales
+
+    train_t, scales = served("train")
+    test_t, _ = served("test")
+    train = DictTensorDataset({k: v[tr] for k, v in train_t.items()}, uint8_scale=scales)
+    valid = DictTensorDataset({k: v[va] for k, v in train_t.items()}, uint8_scale=scales)
+    test = DictTensorDataset(test_t, uint8_scale=scales)
+    tr_np = tr.numpy()
+    statistics = data_statistics(space, {k: (arrays[array_key("train", k)][tr_np] if layouts[k].kind == "vector"
+                                             else arrays[array_key("train", k)]) for k in names})
+    normalisation = {k: statistics[k] for k in names if layouts[k].kind == "vector"} or None
+
+    state, state_names = None, ()
+    skey = metadata.get("state_key") or "state"
+    if metadata.get("state_names") and array_key("train", skey) in arrays:
+        full = torch.from_numpy(np.asarray(arrays[array_key("train", skey)], dtype=np.float32))
+        state = {"train": full[tr], "valid": full[va],
+                 "test": torch.from_numpy(np.asarray(arrays[array_key("test", skey)], dtype=np.float32))}
+        state_names = tuple(metadata["state_names"])
+    preset = env_preset(env_id)
+    hints = {"condition_on": "test_points", "cross_modal": True, **(dict(preset.figure_hints) if preset else {})}
+    return DatasetSplits(name, train, valid, test, names, normalisation=normalisation,
+                         info={"path": str(path) if path is not None else None, "env_id": env_id,
+                               "metadata": metadata, "statistics": statistics,
+                               "modalities": {k: v.to_dict() for k, v in layouts.items()}},
+                         figure_hints=hints, state=state, state_names=state_names)
 
 
 # --------------------------------------------------------------------------------------------------
 def load_dataset(name: str, split_seed: int = 0, root: Optional[os.PathLike] = None,
                  path: Optional[os.PathLike] = None) -> DatasetSplits:
-    """Load one of :data:`DATASETS`. ``root``: torchvision root for MNIST-like data (default data root);
+    """Load a paper dataset (``"mnist"``, ``"fashionmnist"``, ``"celeba"``) or an environment's dataset by
+    alias or id (``"pendulum_sound"``, ``"Hyperhot-v0"``, ...; not collected when missing: use
+    :func:`load_env_splits` for that). ``root``: torchvision root for MNIST-like data (default data root);
     ``path``: CelebA folder or environment ``.npz`` (defaults described in each loader)."""
-    name = name.lower()
-    if name in _TV_FOLDERS:
-        return load_mnist_like(name, root, split_seed)
-    if name == "celeba":
+    key = name.lower()
+    if key in _TV_FOLDERS:
+        return load_mnist_like(key, root, split_seed)
+    if key == "celeba":
         return load_celeba(path, split_seed)
-    if name in ENV_IDS:
-        return load_env_dataset(name, path, split_seed)
-    raise ValueError(f"unknown dataset {name!r}; choose from {DATASETS}")
+    try:
+        return load_env_splits(name, path=path, split_seed=split_seed, collect_if_missing=False)
+    except ValueError as err:
+        if "not registered" in str(err) or "unknown" in str(err):
+            raise ValueError(f"unknown dataset {name!r}; choose from {DATASETS} or a Gymnasium environment id "
+                             f"({err})") from err
+        raise

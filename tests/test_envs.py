@@ -43,9 +43,10 @@ def test_registered_and_make(env_id):
     assert env.spec.id == env_id
 
 
-def _checker_messages(check, env_id: str) -> list[str]:
-    """The warning messages a checker emits on a fresh (unwrapped) ``env_id``."""
-    env = gym.make(env_id).unwrapped
+def _checker_messages(check, env_id: str, unwrapped: bool = True) -> list[str]:
+    """The warning messages a checker emits on a fresh ``env_id``: the environment class itself (single frames,
+    as Gymnasium's checker asks) or, ``unwrapped=False``, what ``gym.make`` returns (stacked, what agents see)."""
+    env = gym.make(env_id).unwrapped if unwrapped else gym.make(env_id)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         check(env)
@@ -64,7 +65,8 @@ def test_gymnasium_checker(env_id):
 def test_sb3_checker(env_id):
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-    assert _unexpected(_checker_messages(lambda env: sb3_check_env(env, warn=True), env_id), ALLOWED_SB3) == []
+    msgs = _checker_messages(lambda env: sb3_check_env(env, warn=True), env_id, unwrapped=False)
+    assert _unexpected(msgs, ALLOWED_SB3) == []
 
 
 @pytest.mark.parametrize("env_id", envs.ENV_IDS)

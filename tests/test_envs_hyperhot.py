@@ -164,7 +164,12 @@ def test_time_limit_truncates_with_minus_1():
     env.reset(seed=0)
     out = [env.step(NOOP)[1:4] for _ in range(5)]
     assert out == [(0.0, False, False)] * 4 + [(-1.0, False, True)]
-    assert HyperhotEnv().time_limit == 450
+    # the same through the registration's limit, which is 450 by default
+    env = gym.make("Hyperhot-v0", max_episode_steps=5)
+    env.reset(seed=0)
+    assert [env.step(NOOP)[1:4] for _ in range(5)] == out
+    assert gym.spec("Hyperhot-v0").max_episode_steps == 450
+    assert HyperhotEnv().time_limit is None  # the class itself has no limit (nor the penalty)
 
 
 # --- image ----------------------------------------------------------------------------------------------
@@ -223,17 +228,17 @@ def test_env_sound_single_enemy(enemy, freq):
     env = make()
     env.enemy_alive[:] = False
     env.enemy_alive[enemy] = True
-    env.step(NOOP)
-    obs, *_ = env.step(NOOP)  # both stacked frames now hold the single source
+    prev, *_ = env.step(NOOP)
+    obs, *_ = env.step(NOOP)  # both frames now hold the single source
     ex = env.enemy_x[enemy]
     mics = env.microphones()
     np.testing.assert_array_equal(mics[:2], [[0, 210], [160, 210]])
     np.testing.assert_array_equal(mics[2:, 0], [env.player_x, env.player_x + 24])
     for m in range(4):
         d = np.hypot(ex - mics[m, 0], ENEMY_Y - mics[m, 1])
-        sig = obs["sound"][1, m]
+        sig = obs["sound"][m]
         np.testing.assert_allclose(np.abs(sig), np.exp(-DECAY * d), rtol=1e-6)
-        gaps = np.diff(_crossings(np.concatenate([obs["sound"][0, m], sig])))  # continuous across frames
+        gaps = np.diff(_crossings(np.concatenate([prev["sound"][m], sig])))  # continuous across frames
         assert np.all(np.abs(gaps - SAMPLE_RATE / (2 * freq)) <= 1)
 
 
@@ -244,7 +249,7 @@ def test_env_sound_bullets():
     obs, *_ = env.step(NOOP)
     centre = env.player_bullet + BULLET / 2  # after moving 6 px up
     d = np.hypot(*(centre - [0.0, 210.0]))
-    sig = obs["sound"][1, 0]
+    sig = obs["sound"][0]
     np.testing.assert_allclose(np.abs(sig), np.exp(-DECAY * d), rtol=1e-6)
     assert np.mean(np.diff(_crossings(sig))) == pytest.approx(SAMPLE_RATE / (2 * 466.16), rel=0.02)
 
@@ -254,7 +259,7 @@ def test_env_sound_bullets():
     env.enemy_bullet_active[2] = True
     obs, *_ = env.step(NOOP)
     d = np.hypot(*(env.enemy_bullets[2] + BULLET / 2 - [160.0, 210.0]))
-    sig = obs["sound"][1, 1]
+    sig = obs["sound"][1]
     np.testing.assert_allclose(np.abs(sig), np.exp(-DECAY * d), rtol=1e-6)
     assert np.mean(np.diff(_crossings(sig))) == pytest.approx(SAMPLE_RATE / (2 * 392.0), rel=0.02)
 
@@ -268,7 +273,7 @@ def test_env_sound_is_sum_of_sources():
     d = np.sqrt(((env.microphones()[:, None] - pos[None]) ** 2).sum(-1))
     waves = square_waves(FREQS, 13 * N_SAMPLES)
     expected = np.clip(np.exp(-DECAY * d) @ waves[groups], -1, 1)
-    np.testing.assert_allclose(obs["sound"][1], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(obs["sound"], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_square_wave_exact_at_half_cycle_boundaries():

@@ -19,10 +19,10 @@ from envs.pendulum_sound import (
 @pytest.mark.parametrize("seed", [0, 1, 123])
 def test_physics_identical_to_pendulum_v1(seed):
     ref = gym.make("Pendulum-v1").unwrapped
-    env = gym.make("PendulumSound-v0").unwrapped
+    env = gym.make("PendulumSound-v0")  # with its registered wrappers: TimeLimit(300), frame stacking
     ref.reset(seed=seed)
     env.reset(seed=seed)
-    np.testing.assert_array_equal(env.state, ref.state)
+    np.testing.assert_array_equal(env.unwrapped.state, ref.state)
     rng = np.random.default_rng(seed)
     for t in range(300):
         # in-range float32 actions (Pendulum-v1 clips out-of-range ones, PendulumSound rejects them);
@@ -30,7 +30,7 @@ def test_physics_identical_to_pendulum_v1(seed):
         u = np.array([rng.choice([-2.0, 2.0]) if t % 50 < 25 else rng.uniform(-2, 2)], dtype=np.float32)
         _, r_ref, *_ = ref.step(u)
         _, r, term, trunc, _ = env.step(u)
-        np.testing.assert_array_equal(env.state, ref.state)
+        np.testing.assert_array_equal(env.unwrapped.state, ref.state)
         assert r == r_ref
         assert not term
         assert trunc == (t == 299)
@@ -112,10 +112,10 @@ def test_sound_bounds_are_tight_and_contain_extremes():
 def test_observed_sound_matches_state():
     env = PendulumSoundEnv()
     obs, _ = env.reset(seed=5)
-    np.testing.assert_array_equal(obs["sound"][1], sound_features(*env.state))
+    np.testing.assert_array_equal(obs["sound"], sound_features(*env.state))
     for _ in range(10):
         obs, *_ = env.step(np.array([1.0], dtype=np.float32))
-    np.testing.assert_array_equal(obs["sound"][1], sound_features(*env.state))
+    np.testing.assert_array_equal(obs["sound"], sound_features(*env.state))
 
 
 def _state_from_sound(frame: np.ndarray) -> tuple[float, float]:
@@ -143,12 +143,12 @@ def _ang(a: float, b: float) -> float:
 
 
 def test_each_modality_identifies_the_state():
-    env = PendulumSoundEnv()
+    env = gym.make("PendulumSound-v0")  # two stacked frames
     env.reset(seed=11)
     rng = np.random.default_rng(0)
     for _ in range(150):
         obs, *_ = env.step(rng.uniform(-2, 2, size=1).astype(np.float32))
-        th, thdot = env.state
+        th, thdot = env.unwrapped.state
         # sound alone, one frame: θ and θ̇
         s_th, s_thdot = _state_from_sound(obs["sound"][1])
         assert _ang(s_th, th) < 1e-3 and abs(s_thdot - thdot) < 1e-3
@@ -179,5 +179,5 @@ def test_image_observation_is_the_rod():
     env.state = np.array([0.0, 0.0])
     obs, *_ = env.step(np.zeros(1, dtype=np.float32))  # upright & at rest stays upright
     gx, gy = pixel_grid(100, 60)
-    np.testing.assert_array_equal(obs["image"][1], rod_mask(env.state[0], gx, gy).astype(np.float32))
-    assert obs["image"][1, 18, 29] == 1.0 and obs["image"][1, 41, 29] == 0.0
+    np.testing.assert_array_equal(obs["image"], rod_mask(env.state[0], gx, gy).astype(np.float32))
+    assert obs["image"][18, 29] == 1.0 and obs["image"][41, 29] == 0.0

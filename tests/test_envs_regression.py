@@ -61,13 +61,23 @@ def rollout(env_id: str, n_steps: int, seed: int, action_seed: int, make_kwargs:
     }
 
 
-CASES = [(env_id, i) for env_id, runs in RECORD.items() for i in range(len(runs))]
+def _as_registration_limit(make_kwargs: dict) -> dict:
+    """The recorded ``time_limit=N`` (the old in-env keyword) as Gymnasium's ``max_episode_steps=N``."""
+    kwargs = dict(make_kwargs)
+    if "time_limit" in kwargs:
+        kwargs["max_episode_steps"] = kwargs.pop("time_limit")
+    return kwargs
 
 
-@pytest.mark.parametrize("env_id,index", CASES)
-def test_observation_and_reward_sequence_unchanged(env_id: str, index: int) -> None:
+CASES = [(env_id, i, how) for env_id, runs in RECORD.items() for i in range(len(runs))
+         for how in (("as recorded", "max_episode_steps") if "time_limit" in runs[i]["make_kwargs"] else ("as recorded",))]
+
+
+@pytest.mark.parametrize("env_id,index,how", CASES)
+def test_observation_and_reward_sequence_unchanged(env_id: str, index: int, how: str) -> None:
     rec = RECORD[env_id][index]
-    got = rollout(env_id, rec["n_steps"], rec["seed"], rec["action_seed"], rec["make_kwargs"])
+    kwargs = rec["make_kwargs"] if how == "as recorded" else _as_registration_limit(rec["make_kwargs"])
+    got = rollout(env_id, rec["n_steps"], rec["seed"], rec["action_seed"], kwargs)
     assert got["space"] == rec["space"]
     assert got["ends"] == rec["ends"]
     assert got["rewards_sha256"] == rec["rewards_sha256"]
