@@ -314,6 +314,25 @@ def preprocess_celeba_image(path: Path, size: int = CELEBA_SIZE) -> np.ndarray:
         return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
 
 
+def celeba_cache_path(cache_dir: Path, img_dir: Path, present: Sequence[str], size: int) -> tuple[Path, list[Path]]:
+    """The cache file for these images and the stale caches of the same file list.
+
+    The name holds two keys: one of the file list and the preprocessing (size, crop, resampling), and one of
+    the contents as far as ``stat`` tells (every file's size and modification time in ns), so replacing,
+    editing or re-downloading images makes a new cache; a cache with the same list key but another content
+    key is stale.
+    """
+    list_key = hashlib.sha1(("\n".join(present) + f"|{size}|{CELEBA_CROP_AT_FULL}/{CELEBA_FULL_WIDTH}|bilinear").encode()).hexdigest()[:16]
+    content = hashlib.sha1()
+    for f in present:
+        st = os.stat(img_dir / f)
+        content.update(f"{f}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    prefix = f"celeba{size}_{len(present)}_{list_key}"
+    cache = cache_dir / f"{prefix}_{content.hexdigest()[:12]}.pt"
+    stale = sorted(p for p in cache_dir.glob(f"{prefix}*.pt") if p != cache) if cache_dir.is_dir() else []
+    return cache, stale
+
+
 def load_celeba(celeba_dir: Optional[os.PathLike] = None, split_seed: int = 0, cache_dir: Optional[os.PathLike] = None,
                 size: int = CELEBA_SIZE) -> DatasetSplits:
     """Read aligned CelebA from ``celeba_dir`` (official layout), using the images actually present.
@@ -323,7 +342,8 @@ def load_celeba(celeba_dir: Optional[os.PathLike] = None, split_seed: int = 0, c
     paper's 18 (:data:`CELEBA_ATTRIBUTES`) as 0/1. Split: the official partition when the present
     images include official test images, else a ``split_seed``-ed 85/15 split with 10 % of the
     training part as validation. The preprocessed uint8 tensors are cached under
-    ``<data root>/cache/`` (keyed by the file list, crop and size) so later epochs/runs are fast.
+    ``<data root>/cache/`` (keyed by the file list, crop and size, and by every image's size and modification
+    time: changed images rebuild the cache, with a message) so later epochs/runs are fast.
     """
     d = find_celeba_dir(celeba_dir)
     img_dir, attr_path, part_path = d / "img_align_celeba", d / "list_attr_celeba.txt", d / "list_eval_partition.txt"
@@ -345,12 +365,16 @@ def load_celeba(celeba_dir: Optional[os.PathLike] = None, split_seed: int = 0, c
     cols = [header.index(a) for a in CELEBA_ATTRIBUTES]
     attributes = torch.from_numpy((attrs[[row_of[f] for f in present]][:, cols] > 0).astype(np.float32))
 
-    key = hashlib.sha1(("\n".join(present) + f"|{size}|{CELEBA_CROP_AT_FULL}/{CELEBA_FULL_WIDTH}|bilinear").encode()).hexdigest()[:16]
     cache_dir = Path(cache_dir) if cache_dir is not None else data_root() / "cache"
-    cache = cache_dir / f"celeba{size}_{len(present)}_{key}.pt"
+    cache, stale = celeba_cache_path(cache_dir, img_dir, present, size)
     if cache.is_file():
         images = torch.load(cache, weights_only=True)["images"]
     else:
+        if stale:
+            msg = (f"CelebA: the images in {img_dir} changed since {stale[0].name} was built (file sizes or "
+                   f"modification times differ): rebuilding the cache as {cache.name}")
+            log.warning(msg)
+            print(msg)
         log.info("CelebA: preprocessing %d images from %s (cached to %s)", len(present), img_dir, cache)
         from tqdm.auto import tqdm
 
@@ -362,6 +386,8 @@ def load_celeba(celeba_dir: Optional[os.PathLike] = None, split_seed: int = 0, c
         tmp = cache.with_suffix(".pt.part%d" % os.getpid())
         torch.save({"images": images, "files": present}, tmp)
         os.replace(tmp, cache)
+        for old in stale:  # superseded: same file list, other contents
+            old.unlink(missing_ok=True)
 
     partition = read_celeba_partition(part_path) if part_path.is_file() else {}
     parts = np.asarray([partition.get(f, -1) for f in present])

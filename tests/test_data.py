@@ -78,6 +78,32 @@ def test_celeba_reader_seeded_split_and_cache(tmp_path, monkeypatch):
     assert len(cache) == 1
     again = data.load_celeba(tmp_path / "celeba", split_seed=0)  # served from the cache
     assert torch.equal(again.train.tensors["image"], splits.train.tensors["image"])
+    assert splits.figure_hints == {"condition_on": "test_points", "cross_modal": False}
+
+
+def test_celeba_cache_rebuilt_when_images_change(tmp_path, monkeypatch, capsys):
+    """Replacing a few images (same names) must not serve the old pixels from the cache."""
+    from PIL import Image
+
+    monkeypatch.setenv("MHVAE_DATA_ROOT", str(tmp_path / "root"))
+    make_celeba(tmp_path / "celeba", n=10, size=(89, 109))
+    first = data.load_celeba(tmp_path / "celeba", split_seed=0)
+    assert "rebuilding" not in capsys.readouterr().out
+    img_dir = tmp_path / "celeba" / "img_align_celeba"
+    names = sorted(p.name for p in img_dir.iterdir())[:3]
+    for name in names:  # new contents: white faces (other sizes and mtimes)
+        Image.fromarray(np.full((109, 89, 3), 250, dtype=np.uint8)).save(img_dir / name, quality=80)
+    second = data.load_celeba(tmp_path / "celeba", split_seed=0)
+    assert "rebuilding the cache" in capsys.readouterr().out
+    caches = list((tmp_path / "root" / "cache").glob("celeba64_10_*.pt"))
+    assert len(caches) == 1  # the stale cache was replaced
+    all_first = torch.cat([s.tensors["image"] for s in (first.train, first.valid, first.test)])
+    all_second = torch.cat([s.tensors["image"] for s in (second.train, second.valid, second.test)])
+    changed = (all_first != all_second).flatten(1).any(1)
+    assert int(changed.sum()) == 3 and int(all_second[changed].min()) >= 240
+    third = data.load_celeba(tmp_path / "celeba", split_seed=0)  # unchanged now: served from the new cache
+    assert "rebuilding" not in capsys.readouterr().out
+    assert torch.equal(third.train.tensors["image"], second.train.tensors["image"])
 
 
 def test_celeba_reader_official_partition(tmp_path, monkeypatch):
@@ -118,6 +144,27 @@ def test_env_dataset_from_npz(tmp_path):
     train_sound = splits.train.tensors["sound"]
     assert torch.allclose(mean, train_sound.mean(0), atol=1e-5)
     assert torch.allclose(std, train_sound.std(0, unbiased=False), atol=1e-5)
+    # a file of the older format (no state): figure hints still set, no state
+    assert splits.figure_hints["cross_modal"] is True and splits.figure_hints["condition_on"] == "test_points"
+    assert splits.figure_hints["feature_names"] == ["Doppler frequency (Hz)", "amplitude 1/d²"]
+    assert splits.state is None and splits.state_names == ()
+
+
+def test_env_dataset_file_with_pickled_objects_is_refused(tmp_path):
+    """No pickle anywhere: an object array (which np.load would unpickle) is refused, not executed."""
+    marker = tmp_path / "executed"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    path = tmp_path / "evil.npz"
+    np.savez(path, train_image=np.zeros((2, 2, 60, 60), np.uint8), train_sound=np.zeros((2, 2, 3, 2), np.float32),
+             test_image=np.zeros((1, 2, 60, 60), np.uint8), test_sound=np.zeros((1, 2, 3, 2), np.float32),
+             metadata=np.array([Payload()], dtype=object))
+    with pytest.raises(ValueError, match="corrupt or not a collected dataset"):
+        data.load_dataset("pendulum_sound", path=path)
+    assert not marker.exists()
 
 
 def test_env_dataset_missing_is_explained(tmp_path):
@@ -155,3 +202,4 @@ def test_mnist_paper_split_and_binarisation():
     assert labels.shape == (64, 10) and torch.equal(labels.sum(1), torch.ones(64))
     # the split is a partition of the 70,000 pooled images
     assert splits.info["pooled"] == 70000
+    assert splits.figure_hints == {"condition_on": "one_hot_classes", "cross_modal": False}
