@@ -98,7 +98,8 @@ def space_from_json(desc: Mapping[str, Any]) -> spaces.Space:
     if kind == "Discrete":
         return spaces.Discrete(int(desc["n"]), start=int(desc.get("start", 0)))
     if kind == "MultiBinary":
-        return spaces.MultiBinary(list(desc["shape"]))
+        shape = [int(v) for v in desc["shape"]]
+        return spaces.MultiBinary(shape[0] if len(shape) == 1 else shape)
     raise ValueError(f"unknown space description type {kind!r}")
 
 
