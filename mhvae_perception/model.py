@@ -269,6 +269,10 @@ class MHVAE(MultimodalVAE):
     def core_posterior(self, hidden: Mapping[str, torch.Tensor], keep: torch.Tensor | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z_c | h^d): absent modalities and those with ``keep[:, i] == False`` contribute zeros."""
+        return self._split(self.core_encoder(self._core_input(hidden, keep)))
+
+    def _core_input(self, hidden: Mapping[str, torch.Tensor], keep: torch.Tensor | None = None) -> torch.Tensor:
+        """h^d, the core encoder's input: the h_i in modality order, absent or dropped ones zeroed."""
         ref = next(iter(hidden.values()))
         parts = []
         for i, name in enumerate(self.modality_names):
@@ -279,7 +283,7 @@ class MHVAE(MultimodalVAE):
             else:
                 h = ref.new_zeros(ref.shape[0], self.hidden_dims[name])
             parts.append(h)
-        return self._split(self.core_encoder(torch.cat(parts, dim=-1)))
+        return torch.cat(parts, dim=-1)
 
     def modality_priors(self, z_c: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """(mu, logvar) of p(z_i | z_c) for every modality; ``z_c`` may have extra leading dimensions."""
@@ -322,13 +326,28 @@ class MHVAE(MultimodalVAE):
         params = self.decode_params(z_c, sample_modality_latents=True)
         return {n: self.denormalise(n, self.likelihoods[n].mean(p)) for n, p in params.items()}
 
-    def _terms(self, x: dict[str, torch.Tensor], keep: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """Per-data-point ELBO pieces with one reparameterised sample each (all modalities present)."""
+    def _terms(self, x: dict[str, torch.Tensor], keep: torch.Tensor | None, agreement: bool = False
+               ) -> dict[str, torch.Tensor]:
+        """Per-data-point ELBO pieces with one reparameterised sample each (all modalities present).
+
+        With ``agreement``, also ``agree/<m>`` = KL(q(z_c | h_m only) || stopgrad(q(z_c | all h))). The core
+        encoder then runs once on the MRD input, the N single-modality inputs and the all-modality input
+        stacked along the batch, so that BatchNorm sees one batch and updates its statistics once per step.
+        """
         hidden, terms = {}, {}
         posteriors = {}
         for name in self.modality_names:
             hidden[name], posteriors[name] = self.modality_posterior(name, x[name])
-        mu_c, logvar_c = self.core_posterior(hidden, keep)
+        if agreement:
+            inputs = [self._core_input(hidden, keep), *(self._core_input({n: hidden[n]}) for n in self.modality_names),
+                      self._core_input(hidden)]
+            mus, logvars = (t.split(inputs[0].shape[0]) for t in self._split(self.core_encoder(torch.cat(inputs))))
+            mu_c, logvar_c = mus[0], logvars[0]
+            target = (mus[-1].detach(), logvars[-1].detach())  # the all-modality posterior is a fixed target
+            for i, name in enumerate(self.modality_names):
+                terms[f"agree/{name}"] = gaussian_kl(mus[1 + i], logvars[1 + i], *target)
+        else:
+            mu_c, logvar_c = self.core_posterior(hidden, keep)
         z_c = reparameterise(mu_c, logvar_c)
         priors = self.modality_priors(z_c)
         for name in self.modality_names:
@@ -340,15 +359,24 @@ class MHVAE(MultimodalVAE):
         return terms
 
     def loss(self, batch: Batch, epoch: float = 0.0) -> LossOutput:
-        """Negative weighted ELBO (paper eq. 13), batch mean, with MRD in training mode and linear warm-ups."""
+        """Negative weighted ELBO (paper eq. 13), batch mean, with MRD in training mode and linear warm-ups.
+
+        With ``config.agreement_weight`` γ > 0 (an extension beyond the paper, in the spirit of the authors'
+        follow-up alignment term; off by default) the loss adds
+        γ · Σ_i KL(q(z_c | h_i only) ‖ stopgrad(q(z_c | all h))), batch mean, logged as ``agree/<m>``: it pulls
+        each single-modality core posterior towards the all-modality one without moving the latter.
+        """
         x = self.prepare(batch, self.modality_names)
         keep = self.sample_keep_mask(next(iter(x.values())).shape[0]) if self.training else None
-        terms = self._terms(x, keep)
+        gamma = self.config.agreement_weight
+        terms = self._terms(x, keep, agreement=gamma > 0)
         beta_m = warmup_scale(epoch, self.config.warmup_modality_epochs)
         beta_c = warmup_scale(epoch, self.config.warmup_core_epochs)
         objective = -self.config.core.kl_weight * beta_c * terms["kl/core"]
         for m in self.config.modalities:
             objective = objective + m.recon_weight * terms[f"rec/{m.name}"] - m.kl_weight * beta_m * terms[f"kl/{m.name}"]
+        if gamma > 0:
+            objective = objective - gamma * sum(terms[f"agree/{n}"] for n in self.modality_names)
         logged = {k: v.mean().detach() for k, v in terms.items()}
         logged["elbo"] = sum(terms[f"rec/{n}"] - terms[f"kl/{n}"] for n in self.modality_names).mean().detach() \
             - logged["kl/core"]

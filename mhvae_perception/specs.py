@@ -106,6 +106,9 @@ class ModelConfig:
     ``"mvae"``), checked when the model is built. Warm-ups are in epochs: the β^m terms rise linearly
     from 0 over ``warmup_modality_epochs`` (U_m), the β^c term over ``warmup_core_epochs`` (U_c); baselines
     use ``warmup_core_epochs`` as U_b for their single KL term. ``jmvae_alpha`` is JMVAE-kl's α.
+    ``agreement_weight`` γ (MHVAE only; 0 = the paper's loss) weights an optional cross-modal agreement term,
+    an extension beyond the paper (see :meth:`mhvae_perception.model.MHVAE.loss`). Descriptions written
+    before a field existed load with its default.
     """
 
     kind: str
@@ -115,6 +118,7 @@ class ModelConfig:
     warmup_core_epochs: float = 0.0
     jmvae_alpha: float = 0.01
     logvar_clamp: tuple[float, float] = (-12.0, 8.0)
+    agreement_weight: float = 0.0
 
     def __post_init__(self) -> None:
         mods = tuple(m if isinstance(m, ModalitySpec) else ModalitySpec(**m) for m in self.modalities)
@@ -128,6 +132,12 @@ class ModelConfig:
             raise ValueError(f"model kind must be a non-empty string such as 'mhvae', got {self.kind!r}")
         if not mods:
             raise ValueError("a model needs at least one modality")
+        for key in ("jmvae_alpha", "agreement_weight"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{key} must be a finite number >= 0 (0 switches the term off), got {value!r}")
+        if self.agreement_weight > 0 and self.kind != "mhvae":
+            raise ValueError(f"agreement_weight is an MHVAE loss term; a {self.kind!r} model needs agreement_weight=0")
         names = [m.name for m in mods]
         if len(set(names)) != len(names):
             raise ValueError(f"modality names must be unique, got {names}")
