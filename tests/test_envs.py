@@ -186,3 +186,60 @@ def test_pygame_not_imported_by_envs():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(envs.__file__).resolve().parent.parent).stdout
     assert out.strip() == "False"
+
+
+# --- registration: time limit, stacking, true state -------------------------------------------------------
+@pytest.mark.parametrize("env_id", envs.ENV_IDS)
+def test_registration_wrappers_and_spec_round_trip(env_id):
+    spec = gym.spec(env_id)
+    assert spec.max_episode_steps == envs.MAX_EPISODE_STEPS[env_id]
+    assert [w.name for w in spec.additional_wrappers][-1] == "FrameStackObservation"
+    env = gym.make(env_id)
+    assert isinstance(env, gym.wrappers.FrameStackObservation)
+    assert env.spec.max_episode_steps == envs.MAX_EPISODE_STEPS[env_id]
+    again = gym.make(env.spec)  # the spec recreates the same stack of wrappers
+    assert again.observation_space == env.observation_space
+    a, _ = env.reset(seed=4)
+    b, _ = again.reset(seed=4)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+    # the class returns single frames; gym.make stacks the last two
+    single = env.unwrapped.observation_space
+    for key in a:
+        assert env.observation_space[key].shape == (2, *single[key].shape)
+
+
+def test_pendulum_true_state_in_info():
+    env = gym.make("PendulumSound-v0")
+    assert env.unwrapped.state_names == ("cos_theta", "sin_theta", "theta_dot")
+    _, info = env.reset(seed=2)
+    th, thdot = env.unwrapped.state
+    np.testing.assert_allclose(info["state"], [np.cos(th), np.sin(th), thdot], rtol=1e-6)
+    assert info["state"].dtype == np.float32 and info["state"].shape == (3,)
+    for _ in range(5):
+        _, _, _, _, info = env.step(np.array([1.5], dtype=np.float32))
+        th, thdot = env.unwrapped.state
+        np.testing.assert_allclose(info["state"], [np.cos(th), np.sin(th), thdot], rtol=1e-6)
+
+
+def test_hyperhot_true_state_layout():
+    env = gym.make("Hyperhot-v0")
+    raw = env.unwrapped
+    names = raw.state_names
+    assert len(names) == 25 and len(set(names)) == 25
+    _, info = env.reset(seed=0)
+    state = dict(zip(names, info["state"]))
+    assert state["ship_x"] == 68 and [state[f"enemy{i}_x"] for i in range(4)] == [32, 64, 96, 128]
+    assert all(state[f"enemy{i}_alive"] == 1 for i in range(4)) and state["bullet_active"] == 0
+    for _ in range(7):  # shoot, and an enemy fires at step 6
+        _, _, _, _, info = env.step(3)
+    state = dict(zip(names, info["state"]))
+    assert state["ship_x"] == raw.player_x and state["enemy_dir"] == raw.enemy_dir
+    assert state["bullet_active"] == 1 and (state["bullet_x"], state["bullet_y"]) == tuple(raw.player_bullet)
+    for i in range(4):
+        assert state[f"enemy{i}_x"] == raw.enemy_x[i] and state[f"enemy{i}_alive"] == raw.enemy_alive[i]
+        active = bool(raw.enemy_bullet_active[i])
+        assert state[f"enemy_bullet{i}_active"] == active
+        expected = tuple(raw.enemy_bullets[i]) if active else (0, 0)
+        assert (state[f"enemy_bullet{i}_x"], state[f"enemy_bullet{i}_y"]) == expected
+    assert sum(state[f"enemy_bullet{i}_active"] for i in range(4)) >= 1

@@ -287,3 +287,40 @@ def test_square_wave_exact_at_half_cycle_boundaries():
     # no drift: after 10^9 samples the wave still equals the one computed from scratch for that offset
     long = square_waves(FREQS, 10**9)
     assert np.array_equal(long[:, 1:], square_waves(FREQS, 10**9 + 1, n=N_SAMPLES - 1))
+
+
+def _kill_one(env: HyperhotEnv) -> tuple[float, bool]:
+    """Put the player's bullet just below enemy 0 and step once: it hits."""
+    env.player_bullet = np.array([int(env.enemy_x[0]) - 3, ENEMY_Y + 8 + 2])
+    _, r, term, _, _ = env.step(NOOP)
+    return r, term
+
+
+@pytest.mark.parametrize("hit_reward", [0.0, 0.25])
+def test_hit_reward_variant(hit_reward):
+    """Off by default (0 for one kill); with hit_reward every kill pays it, the last one on top of +10."""
+    env = make(hit_reward=hit_reward) if hit_reward else make()
+    r, term = _kill_one(env)
+    assert not env.enemy_alive[0] and not term and r == hit_reward
+    env.enemy_alive[1:] = False
+    env.enemy_alive[0] = True
+    r, term = _kill_one(env)
+    assert term and r == 10.0 + hit_reward
+    env = gym.make("Hyperhot-v0", hit_reward=hit_reward)
+    env.reset(seed=0)
+    env.unwrapped.player_bullet = np.array([int(env.unwrapped.enemy_x[0]) - 3, ENEMY_Y + 8 + 2])
+    assert env.step(NOOP)[1] == hit_reward
+    with pytest.raises(ValueError, match="hit_reward must be a finite number"):
+        HyperhotEnv(hit_reward=float("nan"))
+
+
+def test_truncation_penalty_is_added_after_the_time_limit():
+    from envs.common import TruncationPenalty
+
+    env = TruncationPenalty(gym.wrappers.TimeLimit(HyperhotEnv(hit_reward=0.5), 3), penalty=-1.0)
+    env.reset(seed=0)
+    rewards = []
+    for _ in range(3):
+        env.unwrapped.enemy_bullet_active[:] = False  # no hit
+        rewards.append(env.step(NOOP)[1])
+    assert rewards == [0.0, 0.0, -1.0]
