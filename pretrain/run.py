@@ -71,7 +71,7 @@ def config():
     device = "auto"  # auto (CUDA when available, else CPU) | cpu | cuda | cuda:N
     num_threads = None  # torch intra-op threads (None: torch's default)
     tensorboard = True  # TensorBoard scalars, sample grids and hyper-parameters in run_dir/tb
-    progress = True  # tqdm progress bars (overall with ETA, per epoch, evaluation)
+    progress = True  # tqdm progress bars: training (all epochs, with ETA), evaluation (test points)
 
 
 @ex.named_config
@@ -142,18 +142,23 @@ def mean_elbo(model, dataset: data.DictTensorDataset, batch_size: int, device, l
     return total / max(count, 1)
 
 
-def train_one_epoch(model, optimizer, splits, cfg: dict, epoch: int, device, last_good) -> dict:
+def epoch_limit(cfg: dict) -> Optional[int]:
+    """Training points per epoch (``max_train_batches`` batches), None for the whole split."""
+    return None if cfg["max_train_batches"] is None else int(cfg["max_train_batches"]) * int(cfg["batch_size"])
+
+
+def train_one_epoch(model, optimizer, splits, cfg: dict, epoch: int, device, last_good, bar=None) -> dict:
     """One epoch in a seeded order; returns ``{"train/<k>": ...}``: epoch means of the loss and its terms,
-    and the warm-up weights (``schedule/...``) reached at the end of the epoch."""
+    and the warm-up weights (``schedule/...``) reached at the end of the epoch. ``bar``: the run's progress bar
+    (one bar over all batches of all epochs, so its ETA covers the whole run)."""
     model.train()
-    bs = int(cfg["batch_size"])
-    limit = None if cfg["max_train_batches"] is None else int(cfg["max_train_batches"]) * bs
+    bs, limit = int(cfg["batch_size"]), epoch_limit(cfg)
     n_batches = splits.train.num_batches(bs, limit=limit)
     gen = torch.Generator().manual_seed(epoch_seed(cfg["seed"], epoch))
     sums, last, count = defaultdict(float), {}, 0
-    bar = tqdm(splits.train.iter_batches(bs, shuffle=True, generator=gen, limit=limit), total=n_batches,
-               desc=f"epoch {epoch + 1}", disable=not cfg["progress"], dynamic_ncols=True, leave=False)
-    for step, batch in enumerate(bar):
+    if bar is not None:
+        bar.set_description(f"epoch {epoch + 1}/{cfg['epochs']}", refresh=False)
+    for step, batch in enumerate(splits.train.iter_batches(bs, shuffle=True, generator=gen, limit=limit)):
         out = model.loss(to_device(batch, device), epoch=epoch + step / n_batches)
         scalars = out.scalars()
         check_finite(scalars, epoch, step, last_good)
@@ -167,9 +172,10 @@ def train_one_epoch(model, optimizer, splits, cfg: dict, epoch: int, device, las
                 last[k] = v
             else:
                 sums[k] += v * n
-        if step % 10 == 0 or step == n_batches - 1:
-            bar.set_postfix({k: f"{sums[k] / count:.4g}" for k in list(sums)[:6]}, refresh=False)
-    bar.close()
+        if bar is not None:
+            if step % 10 == 0 or step == n_batches - 1:
+                bar.set_postfix({k: f"{sums[k] / count:.4g}" for k in list(sums)[:4]}, refresh=False)
+            bar.update(1)
     record = {f"train/{k}": v / max(count, 1) for k, v in sums.items()}
     record.update({f"train/{k}": v for k, v in last.items()})
     return record
@@ -232,11 +238,12 @@ def _train_locked(cfg: dict, paths: RunPaths, resume: Optional[Path], ck: Option
     prior_s = float(history[-1].get("time/elapsed_s", 0.0)) if history else 0.0  # cumulative over sessions
     t0 = time.time()
     last_good = paths.last if paths.last.is_file() else None
-    overall = tqdm(total=int(cfg["epochs"]), initial=start_epoch, desc="training", unit="epoch",
-                   disable=not cfg["progress"], dynamic_ncols=True)
+    per_epoch = splits.train.num_batches(int(cfg["batch_size"]), limit=epoch_limit(cfg))
+    bar = tqdm(total=int(cfg["epochs"]) * per_epoch, initial=start_epoch * per_epoch, desc="training", unit="batch",
+               disable=not cfg["progress"], dynamic_ncols=True)
     for epoch in range(start_epoch, int(cfg["epochs"])):
         t_epoch = time.time()
-        record = {"epoch": epoch + 1, **train_one_epoch(model, optimizer, splits, cfg, epoch, device, last_good)}
+        record = {"epoch": epoch + 1, **train_one_epoch(model, optimizer, splits, cfg, epoch, device, last_good, bar)}
         record["valid/elbo"] = mean_elbo(model, splits.valid, max(int(cfg["batch_size"]), 256), device,
                                          cfg["valid_points"])
         record["time/epoch_s"] = time.time() - t_epoch
@@ -259,11 +266,9 @@ def _train_locked(cfg: dict, paths: RunPaths, resume: Optional[Path], ck: Option
         last_good = paths.last
         if writer is not None:
             writer.flush()
-        overall.update(1)
-        overall.set_postfix({"loss": f"{record['train/loss']:.4g}", "valid ELBO": f"{record['valid/elbo']:.4g}"})
         log(f"epoch {epoch + 1}/{cfg['epochs']}: loss {record['train/loss']:.4f}, "
             f"valid ELBO {record['valid/elbo']:.4f}")
-    overall.close()
+    bar.close()
     (paths.dir / "history.json").write_text(json.dumps(history, indent=2))
     if cfg["figures"] and history:
         figures.plot_learning_curves(history, paths.dir / "learning_curves.png")
@@ -401,7 +406,8 @@ def results_markdown(metrics: dict, checkpoint) -> list[str]:
 @ex.main
 def main(_run, _config):
     """Train with the paper's protocol (continuing run_dir if it has a last checkpoint), then evaluate."""
-    summary = train(dict(_config), _run)
+    cfg = dict(_config)
+    summary = train(cfg, _run, log=tqdm.write if cfg["progress"] else print)  # tqdm.write keeps the bar intact
     return summary.get("metrics", {}).get("values", summary.get("best_valid_elbo"))
 
 

@@ -1,0 +1,120 @@
+"""Tests of the results tables (paper beside ours) and of pretrain/reproduce.py (resume by default, --restart,
+results written only for completed runs)."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from mhvae_perception import data, estimators
+from pretrain import paper, reproduce, results_table
+from pretrain import run as run_mod
+
+from test_pretrain import synthetic_mnist
+
+
+def test_paper_numbers_are_in_one_place_in_the_paper_order():
+    assert paper.ROW_KEYS == tuple(k for k, _, _ in estimators.PAPER_ROWS)
+    assert paper.paper_value("mnist", "mhvae", "log p(x1) | x1") == -89.050
+    assert paper.paper_value("mnist", "jmvae", "log p(x1|x2) | x2") == -123.070
+    assert paper.paper_value("fashionmnist", "mvae", "log p(x1,x2) | x2") == -557.582
+    assert paper.paper_value("celeba", "mhvae", "log p(x1,x2) | x1,x2") == -6276.57
+    assert paper.paper_value("mnist", "mvae", "log p(x1) | x1") is None  # not reported
+    assert paper.paper_value("pendulum_sound", "mhvae", "log p(x1) | x1") is None
+    assert "Table 3" in paper.source_of("celeba") and "K = 500" in paper.source_of("celeba")
+    assert all(len(v) == 5 for d in paper.PAPER_RESULTS.values() for v in d.values() if v is not None)
+
+
+def _ours(shift: float, se: float, extra: bool = False) -> dict:
+    values = {k: paper.paper_value("mnist", "mhvae", k) + shift for k in paper.ROW_KEYS}
+    rows = [{"row": k, "metric": m, "input": i} for k, m, i in estimators.PAPER_ROWS]
+    if extra:
+        values["log p(x1|x2) | tighter"] = -100.0
+        rows.append({"row": "log p(x1|x2) | tighter", "metric": "log p(x1|x2)", "input": "x1,x2 and x2"})
+    return {"values": values, "standard_errors": {k: se for k in values}, "rows": rows,
+            "budget": {"epochs": 3, "eval_samples": 100, "test_points": 1000}}
+
+
+def test_comparison_table_differences_and_standard_errors():
+    ours = {"mhvae": _ours(+1.0, 0.3, extra=True), "jmvae": _ours(-0.5, 0.4)}
+    lines = results_table.comparison_table("mnist", ours)
+    assert lines[0] == ("| metric | input | paper JMVAE | paper MVAE | paper MHVAE | ours MHVAE (3 ep, K = 100, n = 1000) "
+                        "| ours JMVAE (3 ep, K = 100, n = 1000) | ours MHVAE − paper MHVAE | ours MHVAE − ours JMVAE |")
+    first = lines[2].split(" | ")
+    assert first[:5] == ["| log p(x1)", "x1", "-90.19", "—", "-89.05"]  # MVAE MNIST: not reported
+    assert first[5] == "-88.05 ± 0.30" and first[6] == "-89.55 ± 0.40"
+    assert first[7] == "+1.00 ± 0.30"  # ours - paper carries our standard error
+    assert first[8] == "+1.50 ± 0.50 |"  # sqrt(0.3^2 + 0.4^2) = 0.5
+    extra = [line for line in lines if "tighter" in line or "x1,x2 and x2" in line]
+    assert len(extra) == 1 and extra[0].split(" | ")[2:5] == ["—", "—", "—"]
+    assert any("Table 1" in line for line in lines) and any("could not train MVAE" in line for line in lines)
+
+
+def test_comparison_table_outside_the_paper_and_without_standard_errors():
+    ours = {"mvae": {"values": {"log p(x1) | x1": -5.0}}}
+    lines = results_table.comparison_table("hyperhot", ours)
+    assert lines[0] == "| metric | input | ours MVAE |"
+    assert lines[2].startswith("| log p(x1) | x1 | -5.00 |")
+    lines = results_table.comparison_table("fashionmnist", {"mvae": {"values": {"log p(x1) | x1": -236.0}}})
+    assert "ours MVAE − paper MVAE" in lines[0] and "+0.61 |" in lines[2] and " ± " not in lines[2]
+
+
+@pytest.fixture
+def fake_mnist(monkeypatch):
+    monkeypatch.setattr(data, "load_dataset", lambda name, split_seed=0, root=None, path=None: synthetic_mnist())
+
+
+ARGS = ["--dataset", "mnist", "--epochs", "1", "--max-train-batches", "2", "--eval-samples", "2",
+        "--eval-points", "4", "--num-threads", "1"]
+
+
+def test_reproduce_resumes_by_default_and_writes_only_completed_runs(tmp_path, fake_mnist, monkeypatch):
+    results, runs = tmp_path / "RESULTS.md", tmp_path / "runs"
+    args = ARGS + ["--models", "mhvae", "jmvae", "--results", str(results), "--runs", str(runs)]
+    real = run_mod.train_one_epoch
+
+    def crash_for_jmvae(model, *a, **k):
+        if model.config.kind == "jmvae":
+            raise KeyboardInterrupt  # the machine went away during JMVAE's epoch
+        return real(model, *a, **k)
+
+    monkeypatch.setattr(run_mod, "train_one_epoch", crash_for_jmvae)
+    with pytest.raises(KeyboardInterrupt):
+        reproduce.main(args)
+    store = reproduce.load_store(results)
+    assert set(store["mnist"]["models"]) == {"mhvae"}  # the completed run only
+    mh = runs / "mnist-mhvae-e1b2-K2-n4"
+    assert (mh / "metrics.json").is_file() and (runs / "mnist-jmvae-e1b2-K2-n4").is_dir()  # nothing deleted
+
+    calls = []
+    monkeypatch.setattr(run_mod, "train_one_epoch", lambda model, *a, **k: calls.append(model.config.kind)
+                        or real(model, *a, **k))
+    before = (mh / "metrics.json").stat().st_mtime_ns
+    reproduce.main(args)  # the same command continues: MHVAE reused, JMVAE trained
+    assert calls == ["jmvae"] and (mh / "metrics.json").stat().st_mtime_ns == before
+    store = reproduce.load_store(results)
+    assert set(store["mnist"]["models"]) == {"mhvae", "jmvae"}
+    text = results.read_text()
+    assert "ours MHVAE − ours JMVAE" in text and "paper MHVAE" in text and "Not run here yet." in text
+    entry = store["mnist"]["models"]["mhvae"]
+    assert entry["wall_s"] == pytest.approx(entry["train_wall_s"] + entry["eval_wall_s"])
+    assert all(math.isfinite(v) for v in entry["standard_errors"].values())
+
+    reproduce.main(args + ["--restart"])  # explicit: both folders start over
+    assert calls == ["jmvae", "mhvae", "jmvae"]
+    assert json.loads((mh / "metrics.json").read_text())["train_epochs"] == 1
+
+
+def test_render_only_keeps_old_entries_and_appended_sections(tmp_path):
+    results = tmp_path / "RESULTS.md"
+    old = {"mnist": {"command": "python pretrain/reproduce.py --dataset mnist", "date": "2026-11-25", "full": False,
+                     "machine": "x86_64", "budget": {"epochs": 3, "eval_samples": 100, "test_points": 1000,
+                                                     "test_split_size": 10500},
+                     "models": {"mhvae": {"values": {"log p(x1) | x1": -121.84}, "wall_s": 84.0}}}}
+    reproduce.write_results(old, results)
+    results.write_text(results.read_text() + "\n## Another section\n\nkept\n")
+    reproduce.main(["--render-only", "--results", str(results)])
+    text = results.read_text()
+    assert "| log p(x1) | x1 | -90.19 | — | -89.05 | -121.84 | -32.79 |" in text
+    assert text.rstrip().endswith("kept") and reproduce.load_store(results) == old
