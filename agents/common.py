@@ -1,26 +1,40 @@
-"""Shared pieces of the agent scripts: environment construction, training, saving with the MHVAE reference,
-evaluation. Usable without sacred (the tests and ``agents/transfer.py`` call :func:`train_agent` directly)."""
+"""Shared pieces of the agent scripts: environment construction, training, safe saving/loading with the MHVAE
+reference, evaluation. Usable without sacred (the tests and ``agents/transfer.py`` call :func:`train_agent`).
+
+Agent files (``agent_dir/``): ``agent.json`` (format, algorithm, hyper-parameters, observation and action
+spaces as JSON, settings, the MHVAE checkpoint path + SHA-256, the policy file's SHA-256) and ``policy.pt`` (the
+SB3 policy's ``state_dict``, plain tensors). Loading rebuilds the algorithm from the JSON and reads the tensors
+with ``torch.load(weights_only=True)``: nothing in an agent folder is executed. SB3's own ``agent.zip`` (which
+unpickles serialized objects when loaded) is neither written nor read.
+"""
 from __future__ import annotations
 
 import json
-import sys
+import math
+import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
 
-import gymnasium as gym  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-import envs  # noqa: E402,F401  (registers the environments)
-from agents.config import ENVS, HYPERPARAMS, parse_modalities  # noqa: E402
-from mhvae_perception.wrappers import MHVAEObservation, SensorFailure, file_sha256, resolve_model  # noqa: E402
+import envs  # noqa: F401  (registers the environments)
+from agents.config import ENVS, HYPERPARAMS, parse_modalities
+from mhvae_perception.experiment import resolve_device
+from mhvae_perception.wrappers import (MHVAEObservation, VecMHVAEObservation, VecSensorFailure, file_sha256,
+                                       resolve_model)
 
 ALGOS = ("sac", "dqn")
+AGENT_FORMAT = "mhvae-agent/1"
+AGENT_JSON, POLICY_FILE = "agent.json", "policy.pt"
+LogScalar = Callable[[str, float, int], None]
+
+
+class AgentFileError(ValueError):
+    """An agent folder that cannot be loaded safely (old pickle-based format, tampered or foreign files)."""
 
 
 def algo_class(name: str):
@@ -38,49 +52,59 @@ def env_settings(env: str) -> dict:
     return ENVS[env]
 
 
-def make_env(env: str, modalities: Sequence[str] | str | None, mhvae: Any = None, state: bool = False,
-             failure_p: Any = None, failure_seed: int | None = None, monitor: bool = True) -> gym.Env:
-    """One environment: the MHVAE-latent view of ``env`` (``modalities`` of the checkpoint/model ``mhvae``),
-    or with ``state=True`` the true low-dimensional state env. ``failure_p`` adds :class:`SensorFailure`."""
-    from stable_baselines3.common.monitor import Monitor
-
-    settings = env_settings(env)
+# ------------------------------------------------------------------------------------------ environments
+def _raw_env(settings: dict, state: bool, render_mode: str | None = None) -> gym.Env:
     if state:
         if settings["state_env_id"] is None:
-            raise ValueError(f"{env} has no low-dimensional state environment")
-        e = gym.make(settings["state_env_id"], max_episode_steps=settings["episode_steps"])
-    else:
-        if mhvae is None:
-            raise ValueError("an MHVAE checkpoint is needed: pass mhvae=PATH (or state=True for the state reference)")
-        e = MHVAEObservation(gym.make(settings["env_id"]), mhvae, parse_modalities(modalities))
-        if failure_p is not None:
-            e = SensorFailure(e, p=failure_p, seed=failure_seed)
-    return Monitor(e) if monitor else e
+            raise ValueError("this environment has no low-dimensional state environment (state=True)")
+        return gym.make(settings["state_env_id"], max_episode_steps=settings["episode_steps"], render_mode=render_mode)
+    return gym.make(settings["env_id"], render_mode=render_mode)
 
 
 def make_vec_env(env: str, modalities, mhvae: Any = None, n_envs: int = 1, state: bool = False, seed: int = 0,
-                 n_stack: int = 1, failure_p: Any = None, failure_seed: int | None = None):
+                 n_stack: int = 1, failure_p: Any = None, failure_seed: int | None = None,
+                 video_folder: str | os.PathLike | None = None, on_out_of_range: str = "error",
+                 device: str | torch.device = "cpu"):
     """A DummyVecEnv of Monitor-wrapped raw envs under one batched :class:`VecMHVAEObservation` (or state
     envs), optionally with :class:`VecSensorFailure` (``failure_p``) and a ``VecFrameStack`` of ``n_stack``
-    consecutive observations (latents carry the angle; two consecutive ones give the agent the velocity)."""
+    consecutive observations (latents carry the angle; two consecutive ones give the agent the velocity).
+    ``video_folder``: environment 0 renders rgb_array frames into Gymnasium's ``RecordVideo`` (needs moviepy)."""
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
 
-    from mhvae_perception.wrappers import VecMHVAEObservation, VecSensorFailure
-
     settings = env_settings(env)
-    if state:
-        venv = DummyVecEnv([lambda: Monitor(gym.make(settings["state_env_id"], max_episode_steps=settings["episode_steps"]))
-                            for _ in range(n_envs)])
-    else:
-        if mhvae is None:
-            raise ValueError("an MHVAE checkpoint is needed: pass mhvae=PATH (or state=True for the state reference)")
-        venv = DummyVecEnv([lambda: Monitor(gym.make(settings["env_id"])) for _ in range(n_envs)])
-        venv = VecMHVAEObservation(venv, mhvae, parse_modalities(modalities))
+    if not state and mhvae is None:
+        raise ValueError("an MHVAE checkpoint is needed: pass mhvae=PATH (or state=True for the state reference)")
+
+    def make(i: int) -> Callable[[], gym.Env]:
+        def thunk() -> gym.Env:
+            if video_folder is not None and i == 0:
+                from gymnasium.wrappers import RecordVideo
+
+                raw = RecordVideo(_raw_env(settings, state, "rgb_array"), str(video_folder),
+                                  episode_trigger=lambda episode: True, disable_logger=True)
+            else:
+                raw = _raw_env(settings, state)
+            return Monitor(raw)
+        return thunk
+
+    venv = DummyVecEnv([make(i) for i in range(int(n_envs))])
+    if not state:
+        venv = VecMHVAEObservation(venv, mhvae, parse_modalities(modalities), on_out_of_range=on_out_of_range,
+                                   device=device)
         if failure_p is not None:
             venv = VecSensorFailure(venv, p=failure_p, seed=failure_seed)
     venv.seed(seed)
     return VecFrameStack(venv, int(n_stack)) if int(n_stack) > 1 else venv
+
+
+def check_video_support() -> None:
+    """Gymnasium's RecordVideo writes with moviepy: refuse ``video=True`` early, with the fix, when it is missing."""
+    try:
+        import moviepy  # noqa: F401
+    except ImportError:
+        raise RuntimeError("video=True needs moviepy (Gymnasium's RecordVideo writes the files with it): "
+                           "pip install moviepy, or run without video") from None
 
 
 def mhvae_reference(path) -> dict | None:
@@ -90,103 +114,98 @@ def mhvae_reference(path) -> dict | None:
     return {"path": str(path.resolve()), "sha256": file_sha256(path)}
 
 
-def _has_rich() -> bool:
+# ------------------------------------------------------------------------------- spaces as JSON (no pickle)
+def _number(x: float) -> float | str:
+    x = float(x)
+    return x if math.isfinite(x) else str(x)  # "inf", "-inf", "nan": standard JSON has no infinities
+
+
+def space_to_json(space: gym.Space) -> dict:
+    """A Box or Discrete space as plain JSON (the only spaces the project's agents use)."""
+    if isinstance(space, spaces.Box):
+        return {"type": "Box", "shape": list(space.shape), "dtype": str(space.dtype),
+                "low": [_number(v) for v in space.low.ravel()], "high": [_number(v) for v in space.high.ravel()]}
+    if isinstance(space, spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    raise TypeError(f"cannot describe a {type(space).__name__} space as JSON; agents act on Box latents with "
+                    f"Box or Discrete actions")
+
+
+def space_from_json(data: Mapping[str, Any]) -> gym.Space:
+    kind = data.get("type")
+    if kind == "Box":
+        shape, dtype = tuple(int(s) for s in data["shape"]), np.dtype(data["dtype"])
+        low = np.array([float(v) for v in data["low"]], dtype=dtype).reshape(shape)
+        high = np.array([float(v) for v in data["high"]], dtype=dtype).reshape(shape)
+        return spaces.Box(low, high, shape=shape, dtype=dtype)
+    if kind == "Discrete":
+        return spaces.Discrete(int(data["n"]), start=int(data.get("start", 0)))
+    raise AgentFileError(f"unknown space type {kind!r} in the agent description; expected 'Box' or 'Discrete'")
+
+
+class _SpacesOnly(gym.Env):
+    """Holds an agent's spaces so that SB3 can rebuild the algorithm without an environment; not steppable."""
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space) -> None:
+        self.observation_space, self.action_space = observation_space, action_space
+
+    def reset(self, *, seed=None, options=None):
+        raise RuntimeError("this agent was loaded for acting only; pass it an environment (agent.set_env) to train")
+
+    def step(self, action):
+        raise RuntimeError("this agent was loaded for acting only; pass it an environment (agent.set_env) to train")
+
+
+# ----------------------------------------------------------------------------------------- save / load
+def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        import rich  # noqa: F401
-    except ImportError:
-        return False
-    return True
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
-def _tqdm_callback_class():
-    from stable_baselines3.common.callbacks import BaseCallback
-
-    class _TqdmProgress(BaseCallback):
-        """A tqdm progress bar over the training steps (SB3's own ``progress_bar=True`` also needs ``rich``)."""
-
-        def _on_training_start(self) -> None:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=self.locals["total_timesteps"] - self.model.num_timesteps, unit="step",
-                            dynamic_ncols=True)
-
-        def _on_step(self) -> bool:
-            self.bar.update(self.training_env.num_envs)
-            return True
-
-        def _on_training_end(self) -> None:
-            self.bar.close()
-
-    return _TqdmProgress
+def save_agent(agent, agent_dir: str | os.PathLike, meta: Mapping[str, Any]) -> dict:
+    """Write ``policy.pt`` (the policy's state dict) and ``agent.json`` (``meta`` + format, spaces, hashes)."""
+    agent_dir = Path(agent_dir)
+    agent_dir.mkdir(parents=True, exist_ok=True)
+    policy_path = agent_dir / POLICY_FILE
+    state = {k: v.detach().cpu().contiguous() for k, v in agent.policy.state_dict().items()}
+    _write_atomic(policy_path, lambda p: torch.save(state, p))
+    full = {"format": AGENT_FORMAT, **meta, "policy": "MlpPolicy", "policy_file": POLICY_FILE,
+            "policy_sha256": file_sha256(policy_path),
+            "observation_space": space_to_json(agent.observation_space),
+            "action_space": space_to_json(agent.action_space)}
+    text = json.dumps(full, indent=2)
+    _write_atomic(agent_dir / AGENT_JSON, lambda p: p.write_text(text))
+    return full
 
 
-def TqdmProgress():  # noqa: N802 - a factory so that SB3 is imported lazily
-    return _tqdm_callback_class()()
-
-
-def train_agent(env: str, modalities, mhvae, seed: int, timesteps: int, out_dir, state: bool = False,
-                hp: dict | None = None, eval_freq: int = 2_000, n_eval_episodes: int = 5, progress: bool = True,
-                tensorboard: bool = True, latent_stack: int | None = None, train_failure_p: float | None = None,
-                log: Callable[[str], None] = print) -> dict:
-    """Train one agent (on ``latent_stack`` consecutive latents; default from agents/config.py; with
-    ``train_failure_p`` each training sensor fails per step with that probability, as in
-    :class:`~mhvae_perception.wrappers.VecSensorFailure`, the eval env has no failures) and save
-    ``out_dir/agent.zip`` (+ ``best/best_model.zip`` from the EvalCallback) and ``out_dir/agent.json`` (settings, wall time, and the MHVAE checkpoint path + SHA-256 it was
-    trained on)."""
-    from stable_baselines3.common.callbacks import EvalCallback
-
-    settings = env_settings(env)
-    algo = settings["algo"]
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    mods = None if state else parse_modalities(modalities)
-    model_ref = None
-    if not state:
-        model, ck_path = resolve_model(mhvae)
-        model_ref = mhvae_reference(ck_path) if ck_path is not None else {"path": None, "sha256": None}
-        mhvae = model  # load once, share between train and eval envs
-    params = {**HYPERPARAMS[algo], **(hp or {})}
-    n_stack = 1 if state else int(settings.get("latent_stack", 1) if latent_stack is None else latent_stack)
-    if train_failure_p is not None and (state or len(mods) < 2):
-        raise ValueError("train_failure_p needs at least two training modalities (a sensor must remain)")
-    train_env = make_vec_env(env, mods, mhvae, 1, state, seed=seed, n_stack=n_stack, failure_p=train_failure_p,
-                             failure_seed=seed)
-    eval_env = make_vec_env(env, mods, mhvae, 1, state, seed=seed + 10_000, n_stack=n_stack)
-    callback = EvalCallback(eval_env, n_eval_episodes=n_eval_episodes, eval_freq=eval_freq, deterministic=True,
-                            best_model_save_path=str(out_dir / "best"), log_path=str(out_dir / "eval"), verbose=0)
-    agent = algo_class(algo)("MlpPolicy", train_env, seed=seed, verbose=0,
-                             tensorboard_log=str(out_dir / "tb") if tensorboard else None, **params)
-    callbacks, sb3_bar = [callback], False
-    if progress:
-        sb3_bar = _has_rich()
-        if not sb3_bar:  # SB3's progress bar needs tqdm *and* rich; fall back to a plain tqdm bar
-            callbacks.append(TqdmProgress())
-    t0 = time.perf_counter()
-    agent.learn(total_timesteps=int(timesteps), callback=callbacks, progress_bar=sb3_bar)
-    wall = time.perf_counter() - t0
-    agent.save(out_dir / "agent.zip")
-    meta = {"env": env, "env_id": settings["state_env_id"] if state else settings["env_id"], "algo": algo,
-            "state": bool(state), "train_modalities": list(mods) if mods else None, "seed": int(seed),
-            "timesteps": int(timesteps), "latent_stack": n_stack, "train_failure_p": train_failure_p,
-            "hyperparameters": params,
-            "train_wall_s": round(wall, 1),
-            "train_steps_per_s": round(int(timesteps) / wall, 1), "mhvae": model_ref,
-            "best_mean_eval_reward": float(callback.best_mean_reward)}
-    (out_dir / "agent.json").write_text(json.dumps(meta, indent=2))
-    train_env.close()
-    eval_env.close()
-    log(f"trained {algo} on {env} ({'state' if state else '+'.join(mods)}) seed {seed}: {timesteps} steps in "
-        f"{wall:.0f} s ({timesteps / wall:.0f} steps/s) -> {out_dir / 'agent.zip'}")
+def read_agent_meta(agent_dir: str | os.PathLike) -> dict:
+    """The agent's JSON description; refuses folders in SB3's pickle-based format with the fix."""
+    agent_dir = Path(agent_dir)
+    meta_path = agent_dir / AGENT_JSON
+    if not meta_path.is_file():
+        if (agent_dir / "agent.zip").is_file():
+            raise AgentFileError(f"{agent_dir} holds only agent.zip, SB3's format whose loading unpickles (executes) "
+                                 f"code; it is not loaded. Retrain the agent with this version (agents/train.py)")
+        raise FileNotFoundError(f"agent description {meta_path} not found; train an agent into {agent_dir} first")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as err:
+        raise AgentFileError(f"{meta_path} is not valid JSON ({err}); retrain the agent") from None
+    if not isinstance(meta, dict) or meta.get("format") != AGENT_FORMAT:
+        raise AgentFileError(f"{meta_path} is not a {AGENT_FORMAT} description (format "
+                             f"{meta.get('format') if isinstance(meta, dict) else None!r}); it was written by an "
+                             f"older version that stored agents as pickles: retrain the agent")
     return meta
 
 
-def load_agent(agent_dir, check_mhvae: bool = True):
-    """Load ``agent_dir/agent.zip`` and its metadata; with ``check_mhvae`` the referenced checkpoint must exist
-    and still have the SHA-256 recorded at training time (else a ValueError says which file changed)."""
-    agent_dir = Path(agent_dir)
-    meta = json.loads((agent_dir / "agent.json").read_text())
+def check_mhvae_reference(agent_dir: Path, meta: Mapping[str, Any]) -> None:
     ref = meta.get("mhvae")
-    if check_mhvae and ref and ref.get("path"):
+    if ref and ref.get("path"):
         path = Path(ref["path"])
         if not path.is_file():
             raise FileNotFoundError(f"{agent_dir} was trained on MHVAE checkpoint {path}, which no longer exists")
@@ -194,10 +213,152 @@ def load_agent(agent_dir, check_mhvae: bool = True):
         if digest != ref["sha256"]:
             raise ValueError(f"{agent_dir} was trained on {path} with SHA-256 {ref['sha256'][:12]}..., but the file "
                              f"now has {digest[:12]}...; the latents differ: use the original checkpoint or retrain")
-    agent = algo_class(meta["algo"]).load(agent_dir / "agent.zip", device="cpu")
+
+
+def load_agent(agent_dir, check_mhvae: bool = True, device: str | torch.device = "auto"):
+    """Rebuild the agent in ``agent_dir`` from its JSON description and tensor-only policy weights.
+
+    With ``check_mhvae`` the referenced checkpoint must exist and still have the SHA-256 recorded at training
+    time (else a ValueError says which file changed). Nothing is unpickled: ``policy.pt`` is read with
+    ``weights_only=True`` and must match its recorded SHA-256; non-finite weights are refused.
+    Returns ``(agent, meta)``; the agent acts (``predict``) and can be given an env to train further.
+    """
+    agent_dir = Path(agent_dir)
+    meta = read_agent_meta(agent_dir)
+    if check_mhvae:
+        check_mhvae_reference(agent_dir, meta)
+    policy_path = agent_dir / str(meta.get("policy_file", POLICY_FILE))
+    if policy_path.name != POLICY_FILE:
+        raise AgentFileError(f"{agent_dir / AGENT_JSON} names policy file {policy_path.name!r}; expected {POLICY_FILE}")
+    if not policy_path.is_file():
+        raise FileNotFoundError(f"agent policy weights {policy_path} not found (the description is there); "
+                                f"the folder is incomplete: retrain the agent")
+    digest = file_sha256(policy_path)
+    if digest != meta.get("policy_sha256"):
+        raise AgentFileError(f"{policy_path} has SHA-256 {digest[:12]}... but {AGENT_JSON} records "
+                             f"{str(meta.get('policy_sha256'))[:12]}...: the weights were changed; retrain the agent")
+    dev = resolve_device(device)
+    try:
+        state = torch.load(policy_path, map_location=dev, weights_only=True)
+    except Exception as err:  # a pickle that is not plain tensors is refused by weights_only
+        raise AgentFileError(f"{policy_path} is not a plain tensor state dict ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0] if str(err) else ''}); it is not loaded") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise AgentFileError(f"{policy_path} must hold a dict of tensors")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise AgentFileError(f"{policy_path} has non-finite weights in {bad[0]!r}; the agent diverged: retrain it")
+    stub = _SpacesOnly(space_from_json(meta["observation_space"]), space_from_json(meta["action_space"]))
+    hp = dict(meta.get("hyperparameters") or {})
+    # the architecture comes from the description; training-only settings are kept small (no replay memory)
+    build = {"policy_kwargs": hp.get("policy_kwargs"), "buffer_size": 1, "learning_starts": 0}
+    agent = algo_class(meta["algo"])(meta.get("policy", "MlpPolicy"), stub, device=dev, verbose=0, **build)
+    missing, unexpected = agent.policy.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise AgentFileError(f"{policy_path} does not fit the described {meta['algo']} policy (missing "
+                             f"{list(missing)[:3]}, unexpected {list(unexpected)[:3]}); retrain the agent")
+    agent.policy.set_training_mode(False)
     return agent, meta
 
 
+# --------------------------------------------------------------------------------------------- training
+def _check_json(name: str, value: Any) -> Any:
+    try:
+        text = json.dumps(value)
+    except TypeError as err:
+        raise TypeError(f"{name} must be plain JSON values (numbers, strings, lists, dicts) so that the agent can be "
+                        f"rebuilt without pickles: {err}") from None
+    return json.loads(text)
+
+
+def _callbacks(out_dir: Path, eval_env, eval_freq: int, n_eval_episodes: int, meta: dict,
+               log_scalar: LogScalar | None):
+    """EvalCallback that saves the best agent (safe format) into out_dir/best and logs metrics."""
+    from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
+
+    class SaveBest(BaseCallback):
+        def _on_step(self) -> bool:
+            save_agent(self.model, out_dir / "best", {**meta, "timesteps_trained": int(self.num_timesteps),
+                                                      "mean_eval_reward": float(self.parent.best_mean_reward)})
+            return True
+
+    class LogEval(BaseCallback):
+        def _on_step(self) -> bool:
+            if log_scalar is not None:
+                log_scalar("eval/mean_reward", float(self.parent.last_mean_reward), int(self.num_timesteps))
+            return True
+
+    class LogEpisodes(BaseCallback):
+        """Training episode returns (from Monitor's info["episode"]) as metrics."""
+
+        def _on_step(self) -> bool:
+            for info in self.locals.get("infos", []):
+                if log_scalar is not None and "episode" in info:
+                    log_scalar("train/episode_return", float(info["episode"]["r"]), int(self.num_timesteps))
+            return True
+
+    evaluator = EvalCallback(eval_env, n_eval_episodes=n_eval_episodes, eval_freq=eval_freq, deterministic=True,
+                             callback_on_new_best=SaveBest(), callback_after_eval=LogEval(),
+                             best_model_save_path=None, log_path=str(out_dir / "eval"), verbose=0)
+    return evaluator, [evaluator, LogEpisodes()]
+
+
+def train_agent(env: str, modalities, mhvae, seed: int, timesteps: int, out_dir, state: bool = False,
+                hp: dict | None = None, eval_freq: int = 2_000, n_eval_episodes: int = 5, progress: bool = True,
+                tensorboard: bool = True, latent_stack: int | None = None, train_failure_p: float | None = None,
+                device: str | torch.device = "auto", log: Callable[[str], None] = print,
+                log_scalar: LogScalar | None = None) -> dict:
+    """Train one agent (on ``latent_stack`` consecutive latents; default from agents/config.py; with
+    ``train_failure_p`` each training sensor fails per step with that probability, as in
+    :class:`~mhvae_perception.wrappers.VecSensorFailure`; the eval env has no failures) and save it into
+    ``out_dir`` (:func:`save_agent`; the best evaluation in ``out_dir/best``). Settings are checked before any
+    work. ``log_scalar(name, value, step)`` receives evaluation means and training episode returns (sacred's
+    ``_run.log_scalar``). SB3's progress bar with ``progress``; TensorBoard in ``out_dir/tb``."""
+    settings = env_settings(env)
+    algo = settings["algo"]
+    mods = None if state else parse_modalities(modalities)
+    params = _check_json("hp", {**HYPERPARAMS[algo], **(hp or {})})
+    n_stack = 1 if state else int(settings.get("latent_stack", 1) if latent_stack is None else latent_stack)
+    if train_failure_p is not None and (state or len(mods) < 2):
+        raise ValueError("train_failure_p needs at least two training modalities (a sensor must remain)")
+    if int(timesteps) < 1:
+        raise ValueError(f"timesteps must be a positive number of environment steps, got {timesteps}")
+    dev = resolve_device(device)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_ref = None
+    if not state:
+        model, ck_path = resolve_model(mhvae, dev)
+        model_ref = mhvae_reference(ck_path) if ck_path is not None else {"path": None, "sha256": None}
+        mhvae = model  # load once, share between train and eval envs
+    meta = {"env": env, "env_id": settings["state_env_id"] if state else settings["env_id"], "algo": algo,
+            "state": bool(state), "train_modalities": list(mods) if mods else None, "seed": int(seed),
+            "timesteps": int(timesteps), "latent_stack": n_stack, "train_failure_p": train_failure_p,
+            "hyperparameters": params, "mhvae": model_ref}
+    train_env = make_vec_env(env, mods, mhvae, 1, state, seed=seed, n_stack=n_stack, failure_p=train_failure_p,
+                             failure_seed=seed, device=dev)
+    eval_env = make_vec_env(env, mods, mhvae, 1, state, seed=seed + 10_000, n_stack=n_stack, device=dev)
+    evaluator, callbacks = _callbacks(out_dir, eval_env, eval_freq, n_eval_episodes, meta, log_scalar)
+    agent = algo_class(algo)("MlpPolicy", train_env, seed=seed, verbose=0, device=dev,
+                             tensorboard_log=str(out_dir / "tb") if tensorboard else None,
+                             **json.loads(json.dumps(params)))  # a copy: SB3 adds keys to policy_kwargs
+    t0 = time.perf_counter()
+    agent.learn(total_timesteps=int(timesteps), callback=callbacks, progress_bar=bool(progress))
+    wall = time.perf_counter() - t0
+    meta.update({"train_wall_s": round(wall, 1), "train_steps_per_s": round(int(timesteps) / wall, 1),
+                 "best_mean_eval_reward": float(evaluator.best_mean_reward)})
+    saved = save_agent(agent, out_dir, meta)
+    train_env.close()
+    eval_env.close()
+    if log_scalar is not None:
+        log_scalar("train/wall_s", wall, int(timesteps))
+        log_scalar("train/steps_per_s", int(timesteps) / wall, int(timesteps))
+    log(f"trained {algo} on {env} ({'state' if state else '+'.join(mods)}) seed {seed}: {timesteps} steps in "
+        f"{wall:.0f} s ({timesteps / wall:.0f} steps/s) -> {out_dir / POLICY_FILE}")
+    return saved
+
+
+# ------------------------------------------------------------------------------------------- evaluation
 def evaluate_returns(agent, venv, n_episodes: int) -> np.ndarray:
     """Episode returns of the deterministic policy over ``n_episodes`` (SB3's evaluate_policy)."""
     from stable_baselines3.common.evaluation import evaluate_policy

@@ -3,32 +3,25 @@
     python agents/train.py with env=pendulum_sound train_modalities=image mhvae=runs/.../checkpoints/best.pt
     python agents/train.py with env=pendulum_sound state=True           # reference on the true state
     python agents/train.py with env=hyperhot train_modalities=both mhvae=PATH timesteps=50000
-    python agents/train.py print_config
+    python -m agents.train print_config
 
-Outputs in ``run_dir``: agent.zip, agent.json (settings + MHVAE checkpoint path and SHA-256), best/ (EvalCallback),
-eval/evaluations.npz, tb/ (TensorBoard). Hyper-parameters: agents/config.py, overridable as ``hp.<name>=...``.
+Outputs in ``run_dir``: agent.json (settings, spaces, MHVAE checkpoint path and SHA-256) + policy.pt (tensor-only
+weights; see agents/common.py), best/ (the best evaluation, same format), eval/evaluations.npz, tb/ (TensorBoard).
+Metrics (evaluation means, training episode returns, wall time) go to sacred's metrics.json.
+Hyper-parameters: agents/config.py, overridable as ``hp.<name>=...``.
 """
 from __future__ import annotations
 
+from mhvae_perception.experiment import prepare_experiment  # first: quiets sacred's warning
+
 import json
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from sacred import Experiment
 
-import warnings  # noqa: E402
+from agents.common import set_threads, train_agent
+from agents.config import ENVS, HYPERPARAMS, condition_name
 
-warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
-
-from sacred import Experiment  # noqa: E402
-from sacred.observers import FileStorageObserver  # noqa: E402
-
-from agents.common import set_threads, train_agent  # noqa: E402
-from agents.config import ENVS, HYPERPARAMS, condition_name  # noqa: E402
-
-ex = Experiment("mhvae_agent", save_git_info=False)
+ex = prepare_experiment(Experiment("mhvae_agent", save_git_info=False))
 
 
 @ex.config
@@ -45,23 +38,22 @@ def config():
     eval_freq = 2000  # EvalCallback period (steps)
     n_eval_episodes = 5
     num_threads = 1  # torch threads (leave cores to others)
-    progress = True
+    device = "auto"  # auto (CUDA when available) | cpu | cuda[:N]
+    progress = True  # SB3's progress bar
     tensorboard = True
     run_dir = f"runs/agents/{env}-{'state' if state else condition_name(train_modalities)}-seed{seed}"
 
 
-@ex.option_hook
-def add_default_observer(options):
-    if not options.get("--file_storage") and not options.get("--unobserved"):
-        ex.observers.append(FileStorageObserver(str(Path("runs") / "sacred-agents")))
-
-
-@ex.automain
+@ex.main
 def main(_config, _run):
     cfg = dict(_config)
     set_threads(cfg["num_threads"])
     return train_agent(cfg["env"], cfg["train_modalities"], cfg["mhvae"], cfg["seed"], cfg["timesteps"],
-                       cfg["run_dir"], state=cfg["state"], hp=json.loads(json.dumps(cfg["hp"])), eval_freq=cfg["eval_freq"],
-                       n_eval_episodes=cfg["n_eval_episodes"], progress=cfg["progress"],
+                       cfg["run_dir"], state=cfg["state"], hp=json.loads(json.dumps(cfg["hp"])),
+                       eval_freq=cfg["eval_freq"], n_eval_episodes=cfg["n_eval_episodes"], progress=cfg["progress"],
                        tensorboard=cfg["tensorboard"], latent_stack=cfg["latent_stack"],
-                       train_failure_p=cfg["train_failure_p"])
+                       train_failure_p=cfg["train_failure_p"], device=cfg["device"], log_scalar=_run.log_scalar)
+
+
+if __name__ == "__main__":
+    ex.run_commandline()

@@ -12,33 +12,28 @@ per-step sensor failures (VecSensorFailure over image and sound) for each probab
 A latent-agreement diagnostic compares q(z_c | image), q(z_c | sound) and q(z_c | both) on the dataset's
 test split.
 
-Outputs in ``out_dir``: results.json, table.md, transfer.png, robustness.png, robustness.json.
+Outputs in ``out_dir``: results.json, table.md, transfer.png, robustness.png, robustness.json; the returns and
+normalised transfers are also logged as sacred metrics. Agents are stored in the tensor-only format of
+agents/common.py (nothing executed at load); folders of the old pickle-based format are retrained.
 """
 from __future__ import annotations
 
+from mhvae_perception.experiment import prepare_experiment  # first: quiets sacred's warning
+
 import json
-import sys
 import time
 from pathlib import Path
+from typing import Callable
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import numpy as np
+import torch
+from sacred import Experiment
 
-import warnings  # noqa: E402
+from agents.common import (AgentFileError, env_settings, evaluate_returns, load_agent, make_vec_env,
+                           mhvae_reference, random_returns, read_agent_meta, set_threads, train_agent)
+from agents.config import CONDITIONS, ENVS, HYPERPARAMS
 
-warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from sacred import Experiment  # noqa: E402
-from sacred.observers import FileStorageObserver  # noqa: E402
-
-from agents.common import (env_settings, evaluate_returns, load_agent, make_vec_env, mhvae_reference,  # noqa: E402
-                           random_returns, set_threads, train_agent)
-from agents.config import CONDITIONS, ENVS, HYPERPARAMS  # noqa: E402
-
-ex = Experiment("mhvae_transfer", save_git_info=False)
+ex = prepare_experiment(Experiment("mhvae_transfer", save_git_info=False))
 
 
 @ex.config
@@ -61,15 +56,10 @@ def config():
     eval_freq = 2500  # EvalCallback period during training (steps)
     n_eval_episodes = 3  # EvalCallback episodes
     num_threads = 1
+    device = "auto"  # agents' device: auto (CUDA when available) | cpu | cuda[:N]
     progress = False
     out_dir = f"runs/transfer-{env}"
     budget_note = ""  # free text stored with the results (e.g. "reduced budget")
-
-
-@ex.option_hook
-def add_default_observer(options):
-    if not options.get("--file_storage") and not options.get("--unobserved"):
-        ex.observers.append(FileStorageObserver(str(Path("runs") / "sacred-agents")))
 
 
 def summarise(returns: np.ndarray, steps: int) -> dict:
@@ -145,7 +135,24 @@ def pendulum_state_probe(model, n: int = 3000, seed: int = 0) -> dict:
     return out
 
 
-def train_all(cfg, ck_path: Path, log) -> dict:
+def _reusable(d: Path, cfg, state: bool, ref: dict, log) -> dict | None:
+    """The stored description of the agent in ``d`` if it was trained with these settings (else None)."""
+    if not (d / "agent.json").is_file() and not (d / "agent.zip").is_file():
+        return None
+    try:
+        meta = read_agent_meta(d)
+    except AgentFileError as err:
+        log(f"retraining {d}: {err}")
+        return None
+    same = state or (meta.get("mhvae") or {}).get("sha256") == ref["sha256"]
+    want_stack = 1 if state else (cfg["latent_stack"] or ENVS[cfg["env"]].get("latent_stack", 1))
+    if (same and meta.get("timesteps") == int(cfg["timesteps"]) and meta.get("latent_stack") == want_stack
+            and meta.get("train_failure_p") == (None if state else cfg["train_failure_p"])):
+        return meta
+    return None
+
+
+def train_all(cfg, ck_path: Path, log, log_scalar=None) -> dict:
     agents_dir = Path(cfg["out_dir"]) / "agents"
     ref = mhvae_reference(ck_path)
     conds = [(c, False) for c in cfg["train_conditions"]] + ([("state", True)] if cfg["state_reference"] else [])
@@ -153,21 +160,19 @@ def train_all(cfg, ck_path: Path, log) -> dict:
     for seed in cfg["seeds"]:  # seed-major: a cut-short run still has every condition for the first seeds
         for cond, state in conds:
             d = agents_dir / f"{cond}-seed{seed}"
-            meta_path = d / "agent.json"
-            if meta_path.is_file():
-                meta = json.loads(meta_path.read_text())
-                same = state or (meta.get("mhvae") or {}).get("sha256") == ref["sha256"]
-                want_stack = 1 if state else (cfg["latent_stack"] or ENVS[cfg["env"]].get("latent_stack", 1))
-                if (same and meta.get("timesteps") == int(cfg["timesteps"]) and meta.get("latent_stack") == want_stack
-                        and meta.get("train_failure_p") == (None if state else cfg["train_failure_p"])):
-                    log(f"reusing {d}")
-                    dirs[(cond, seed)], walls[(cond, seed)] = d, meta["train_wall_s"]
-                    continue
+            meta = _reusable(d, cfg, state, ref, log)
+            if meta is not None:
+                log(f"reusing {d}")
+                dirs[(cond, seed)], walls[(cond, seed)] = d, meta["train_wall_s"]
+                continue
+            scalar = None if log_scalar is None else (
+                lambda name, value, step, tag=f"{cond}-seed{seed}": log_scalar(f"{tag}/{name}", value, step))
             meta = train_agent(cfg["env"], None if state else CONDITIONS[cond], None if state else str(ck_path), seed,
                                cfg["timesteps"], d, state=state, hp=json.loads(json.dumps(cfg["hp"])), eval_freq=cfg["eval_freq"],
                                n_eval_episodes=cfg["n_eval_episodes"],
                                progress=cfg["progress"], latent_stack=cfg["latent_stack"],
-                               train_failure_p=None if state else cfg["train_failure_p"], log=log)
+                               train_failure_p=None if state else cfg["train_failure_p"], device=cfg["device"],
+                               log=log, log_scalar=scalar)
             dirs[(cond, seed)], walls[(cond, seed)] = d, meta["train_wall_s"]
     return {"dirs": dirs, "walls": walls}
 
@@ -178,7 +183,7 @@ def evaluate_all(cfg, ck_path: Path, dirs: dict, log) -> dict:
     results: dict = {}
     for cond in cfg["train_conditions"]:
         results[cond] = {}
-        agents = [load_agent(dirs[(cond, s)]) for s in cfg["seeds"]]
+        agents = [load_agent(dirs[(cond, s)], device=cfg["device"]) for s in cfg["seeds"]]
         for test in cfg["test_conditions"]:
             per_seed = []
             for s, (agent, meta) in zip(cfg["seeds"], agents):
@@ -191,7 +196,7 @@ def evaluate_all(cfg, ck_path: Path, dirs: dict, log) -> dict:
     if cfg["state_reference"]:
         per_seed = []
         for s in cfg["seeds"]:
-            agent = load_agent(dirs[("state", s)])[0]
+            agent = load_agent(dirs[("state", s)], device=cfg["device"])[0]
             venv = make_vec_env(cfg["env"], None, None, n_envs=n_envs, state=True, seed=100_000 + s * 1000)
             per_seed.append(evaluate_returns(agent, venv, n))
             venv.close()
@@ -204,15 +209,16 @@ def evaluate_all(cfg, ck_path: Path, dirs: dict, log) -> dict:
 
 
 def normalised_transfer(results: dict, conditions) -> dict:
-    """100 * (R[train, test] - R_random) / (R[train, train] - R_random) for train != test; None where the agent
-    does no better than random on its own condition (the ratio is undefined then)."""
+    """100 * (R[train, test] - R_random) / (R[train, train] - R_random) for train != test; None ("undefined",
+    never a percentage) where the agent does no better than random on its own condition: with a zero or
+    negative gain the ratio is meaningless (a negative denominator would flip its sign)."""
     rnd = results["random"]["mean"]
     out = {}
     for a in conditions:
         for b in results[a]:
             if a != b:
                 gain = results[a][a]["mean"] - rnd
-                out[f"{a}->{b}"] = 100.0 * (results[a][b]["mean"] - rnd) / gain if abs(gain) > 1e-9 else None
+                out[f"{a}->{b}"] = 100.0 * (results[a][b]["mean"] - rnd) / gain if gain > 1e-9 else None
     return out
 
 
@@ -223,7 +229,7 @@ def robustness(cfg, ck_path: Path, dirs: dict, log) -> dict:
         if cond not in cfg["train_conditions"]:
             continue
         curve = []
-        agents = [load_agent(dirs[(cond, s)]) for s in cfg["seeds"]]
+        agents = [load_agent(dirs[(cond, s)], device=cfg["device"]) for s in cfg["seeds"]]
         for p in cfg["failure_probs"]:
             per_seed = []
             for s, (agent, meta) in zip(cfg["seeds"], agents):
@@ -311,7 +317,9 @@ def write_outputs(cfg, results: dict, norm: dict, robust: dict, agreement: dict,
                                                  indent=2, default=str))
 
 
-def run(cfg: dict, log=print) -> dict:
+def run(cfg: dict, log=print, log_scalar: Callable[[str, float, int], None] | None = None) -> dict:
+    """The whole experiment; ``log_scalar(name, value, step)`` (sacred's ``_run.log_scalar``) gets every
+    training curve, cell mean and normalised transfer."""
     if not cfg.get("mhvae"):
         raise ValueError("pass the MHVAE checkpoint: python agents/transfer.py with mhvae=PATH")
     set_threads(cfg["num_threads"])
@@ -320,12 +328,22 @@ def run(cfg: dict, log=print) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     times = {}
     t0 = time.perf_counter()
-    trained = train_all(cfg, ck_path, log)
+    trained = train_all(cfg, ck_path, log, log_scalar)
     times["train_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     results = evaluate_all(cfg, ck_path, trained["dirs"], log)
     times["evaluate_s"] = time.perf_counter() - t0
     norm = normalised_transfer(results, cfg["train_conditions"])
+    if log_scalar is not None:
+        for cond in cfg["train_conditions"]:
+            for test in cfg["test_conditions"]:
+                log_scalar(f"return/{cond}->{test}", results[cond][test]["mean"], 0)
+        for ref_name in ("random", "state"):
+            if ref_name in results:
+                log_scalar(f"return/{ref_name}", results[ref_name]["mean"], 0)
+        for k, v in norm.items():
+            if v is not None:
+                log_scalar(f"normalised_transfer/{k}", v, 0)
     for k, v in norm.items():
         log(f"normalised transfer {k}: " + ("undefined" if v is None else f"{v:.0f} %"))
     t0 = time.perf_counter()
@@ -346,6 +364,11 @@ def run(cfg: dict, log=print) -> dict:
     return {"normalised_transfer": norm, "wall_times_s": times}
 
 
-@ex.automain
-def main(_config):
-    return run({k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in dict(_config).items()})
+@ex.main
+def main(_config, _run):
+    return run({k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in dict(_config).items()},
+               log_scalar=_run.log_scalar)
+
+
+if __name__ == "__main__":
+    ex.run_commandline()

@@ -1,13 +1,19 @@
-"""A short SAC run on the wrapped PendulumSound completes, saves the agent with its MHVAE reference, reloads."""
+"""Agents: a short SAC / DQN run on the wrapped envs, safe saving and loading (nothing in an agent folder is
+executed), the MHVAE hash check, metrics, the evaluation command and the normalised transfer."""
 from __future__ import annotations
 
+import base64
 import json
+import pickle
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from agents.common import load_agent, make_vec_env, random_returns, train_agent
+from agents.common import (AgentFileError, load_agent, make_vec_env, random_returns, read_agent_meta, save_agent,
+                           train_agent)
 from agents.config import condition_name, parse_modalities
 from mhvae_perception import presets, save_checkpoint
 from mhvae_perception.wrappers import file_sha256
@@ -20,36 +26,172 @@ def checkpoint(tmp_path_factory):
     return save_checkpoint(path, presets.build_model("pendulum_sound", "mhvae").eval())
 
 
+@pytest.fixture(scope="module")
+def trained(checkpoint, tmp_path_factory):
+    """One tiny SAC agent (300 steps) with its metrics."""
+    out = tmp_path_factory.mktemp("agent") / "sac"
+    scalars: list[tuple[str, float, int]] = []
+    meta = train_agent("pendulum_sound", "image", str(checkpoint), seed=0, timesteps=300, out_dir=out,
+                       hp={"learning_starts": 100, "batch_size": 32}, eval_freq=200, n_eval_episodes=1,
+                       progress=True, tensorboard=True, device="cpu", log=lambda s: None,
+                       log_scalar=lambda *a: scalars.append(a))
+    return out, meta, scalars
+
+
+class MarkerPayload:
+    """A pickle that creates a file when it is unpickled (what a malicious agent file would do)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
 def test_parse_conditions():
     assert parse_modalities("both") == ("image", "sound")
     assert parse_modalities("sound,image") == ("sound", "image")
     assert condition_name(["sound", "image"]) == "both" and condition_name("image") == "image"
 
 
-def test_short_sac_run_saves_with_mhvae_reference(checkpoint, tmp_path):
-    out = tmp_path / "agent"
-    meta = train_agent("pendulum_sound", "image", str(checkpoint), seed=0, timesteps=300, out_dir=out,
-                       hp={"learning_starts": 100, "batch_size": 32}, eval_freq=200, n_eval_episodes=1,
-                       progress=True, tensorboard=True, log=lambda s: None)
-    assert (out / "agent.zip").is_file() and (out / "best" / "best_model.zip").is_file()
+def test_short_sac_run_saves_safely_with_mhvae_reference(checkpoint, trained):
+    out, meta, scalars = trained
+    assert (out / "policy.pt").is_file() and (out / "agent.json").is_file() and not (out / "agent.zip").exists()
+    assert (out / "best" / "policy.pt").is_file() and read_agent_meta(out / "best")["format"] == "mhvae-agent/1"
     assert any((out / "tb").rglob("events.out.tfevents*"))
     stored = json.loads((out / "agent.json").read_text())
     assert stored == json.loads(json.dumps(meta))
     assert stored["mhvae"]["sha256"] == file_sha256(checkpoint) and stored["train_modalities"] == ["image"]
-    agent, meta2 = load_agent(out)
-    assert meta2["algo"] == "sac"
+    assert stored["hyperparameters"]["policy_kwargs"] == {"net_arch": [64, 64]}  # not SB3's additions
+    assert stored["observation_space"]["shape"] == [20] and stored["action_space"]["low"] == [-2.0]
+    names = {name for name, _, _ in scalars}
+    assert {"eval/mean_reward", "train/wall_s"} <= names  # metrics for sacred's log_scalar
+    agent, meta2 = load_agent(out, device="cpu")
+    assert meta2["algo"] == "sac" and meta2["latent_stack"] == 2
     # acts on latents of any test condition; batched vectorised evaluation
-    assert meta2["latent_stack"] == 2
     venv = make_vec_env("pendulum_sound", "sound", str(checkpoint), n_envs=2, n_stack=meta2["latent_stack"])
     obs = venv.reset()
     assert obs.shape == (2, 20)
     action, _ = agent.predict(obs, deterministic=True)
     assert action.shape == (2, 1) and np.all(np.abs(action) <= 2)
-    # a changed checkpoint is detected
-    with open(checkpoint, "ab") as handle:
+
+
+def test_reloaded_agent_acts_exactly_like_the_trained_one(checkpoint, tmp_path):
+    from stable_baselines3 import SAC
+
+    venv = make_vec_env("pendulum_sound", "image", str(checkpoint), n_envs=1, n_stack=2)
+    agent = SAC("MlpPolicy", venv, seed=3, policy_kwargs={"net_arch": [16]}, buffer_size=10, device="cpu")
+    meta = {"env": "pendulum_sound", "algo": "sac", "state": False, "train_modalities": ["image"], "latent_stack": 2,
+            "hyperparameters": {"policy_kwargs": {"net_arch": [16]}}, "mhvae": None}
+    save_agent(agent, tmp_path / "a", meta)
+    again, _ = load_agent(tmp_path / "a", device="cpu")
+    obs = np.random.default_rng(0).standard_normal((5, 20)).astype(np.float32)
+    np.testing.assert_array_equal(again.predict(obs, deterministic=True)[0], agent.predict(obs, deterministic=True)[0])
+    for (k, v), (k2, v2) in zip(agent.policy.state_dict().items(), again.policy.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
+
+
+def test_changed_checkpoint_is_detected(checkpoint, trained, tmp_path):
+    out, _, _ = trained
+    copy = tmp_path / "m.pt"
+    copy.write_bytes(checkpoint.read_bytes())
+    meta = json.loads((out / "agent.json").read_text())
+    meta["mhvae"]["path"] = str(copy)
+    moved = tmp_path / "agent"
+    moved.mkdir()
+    (moved / "policy.pt").write_bytes((out / "policy.pt").read_bytes())
+    (moved / "agent.json").write_text(json.dumps(meta))
+    load_agent(moved, device="cpu")
+    with open(copy, "ab") as handle:
         handle.write(b"x")
     with pytest.raises(ValueError, match="SHA-256"):
-        load_agent(out)
+        load_agent(moved, device="cpu")
+    copy.unlink()
+    with pytest.raises(FileNotFoundError, match="no longer exists"):
+        load_agent(moved, device="cpu")
+
+
+def _sb3_zip_with_payload(path: Path, marker: Path) -> None:
+    """An SB3-format agent.zip whose 'data' entry holds a serialized object, as SB3's loader would unpickle it."""
+    data = {"policy_class": {":type:": "<class 'abc.ABCMeta'>",
+                             ":serialized:": base64.b64encode(pickle.dumps(MarkerPayload(marker))).decode()}}
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("data", json.dumps(data))
+        archive.writestr("_stable_baselines3_version", "2.9.2")
+
+
+def test_crafted_sb3_zip_is_never_unpickled(trained, tmp_path):
+    from stable_baselines3 import SAC
+
+    out, _, _ = trained
+    # the payload is live: SB3's own loader runs it (that is why agents are no longer stored this way)
+    live = tmp_path / "live"
+    live_marker = tmp_path / "executed-by-sb3"
+    live.mkdir()
+    _sb3_zip_with_payload(live / "agent.zip", live_marker)
+    try:
+        SAC.load(live / "agent.zip", device="cpu")
+    except Exception:
+        pass
+    assert live_marker.exists()
+    # an old-format folder (agent.zip only) is refused without reading it
+    marker = tmp_path / "executed"
+    old = tmp_path / "old"
+    old.mkdir()
+    _sb3_zip_with_payload(old / "agent.zip", marker)
+    with pytest.raises(AgentFileError, match="unpickles"):
+        load_agent(old, device="cpu")
+    # a valid folder with a malicious agent.zip beside it: loads, the zip is ignored
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for name in ("agent.json", "policy.pt"):
+        (mixed / name).write_bytes((out / name).read_bytes())
+    _sb3_zip_with_payload(mixed / "agent.zip", marker)
+    load_agent(mixed, device="cpu")
+    assert not marker.exists()
+
+
+def test_crafted_policy_pickle_is_refused(trained, tmp_path):
+    out, _, _ = trained
+    marker = tmp_path / "executed"
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    torch.save({"w": MarkerPayload(marker)}, evil / "policy.pt")  # a full pickle, as torch.save writes it
+    meta = json.loads((out / "agent.json").read_text())
+    meta["policy_sha256"] = file_sha256(evil / "policy.pt")  # an attacker controls both files
+    (evil / "agent.json").write_text(json.dumps(meta))
+    with pytest.raises(AgentFileError, match="not a plain tensor state dict"):
+        load_agent(evil, device="cpu")
+    assert not marker.exists()
+
+
+def test_tampered_missing_and_non_finite_weights(trained, tmp_path):
+    out, _, _ = trained
+    d = tmp_path / "a"
+    d.mkdir()
+    (d / "agent.json").write_bytes((out / "agent.json").read_bytes())
+    with pytest.raises(FileNotFoundError, match=str(d / "policy.pt")):  # the real file name
+        load_agent(d, device="cpu")
+    state = torch.load(out / "policy.pt", weights_only=True)
+    key = next(k for k, v in state.items() if v.is_floating_point())
+    state[key] = state[key].clone().fill_(float("nan"))
+    torch.save(state, d / "policy.pt")
+    with pytest.raises(AgentFileError, match="weights were changed"):
+        load_agent(d, device="cpu")
+    meta = json.loads((d / "agent.json").read_text())
+    meta["policy_sha256"] = file_sha256(d / "policy.pt")
+    (d / "agent.json").write_text(json.dumps(meta))
+    with pytest.raises(AgentFileError, match="non-finite weights"):
+        load_agent(d, device="cpu")
+    with pytest.raises(FileNotFoundError, match="agent.json"):
+        load_agent(tmp_path / "nowhere", device="cpu")
+
+
+def test_hyperparameters_must_be_json(checkpoint, tmp_path):
+    with pytest.raises(TypeError, match="plain JSON"):
+        train_agent("pendulum_sound", "image", str(checkpoint), 0, 10, tmp_path / "x",
+                    hp={"policy_kwargs": {"activation_fn": torch.nn.ReLU}}, log=lambda s: None)
+    assert not (tmp_path / "x").exists()  # checked before any work
 
 
 def test_random_policy_returns_are_pendulum_like():
@@ -62,19 +204,57 @@ def test_short_dqn_run_on_hyperhot(tmp_path):
     path = save_checkpoint(tmp_path / "hh.pt", presets.build_model("hyperhot", "mhvae").eval())
     meta = train_agent("hyperhot", "sound", str(path), seed=0, timesteps=150, out_dir=tmp_path / "dqn",
                        hp={"learning_starts": 50, "batch_size": 16, "target_update_interval": 50},
-                       eval_freq=10_000, n_eval_episodes=1, progress=False, tensorboard=False, log=lambda s: None)
-    assert meta["algo"] == "dqn" and (tmp_path / "dqn" / "agent.zip").is_file()
-    agent, _ = load_agent(tmp_path / "dqn")
+                       eval_freq=10_000, n_eval_episodes=1, progress=False, tensorboard=False, device="cpu",
+                       log=lambda s: None)
+    assert meta["algo"] == "dqn" and (tmp_path / "dqn" / "policy.pt").is_file()
+    agent, _ = load_agent(tmp_path / "dqn", device="cpu")
     venv = make_vec_env("hyperhot", "image", str(path), n_envs=2, n_stack=meta["latent_stack"])
     action, _ = agent.predict(venv.reset(), deterministic=True)
     assert action.shape == (2,) and set(action.tolist()) <= set(range(6))
+
+
+def test_evaluate_command(trained, tmp_path):
+    from agents.evaluate import ex, summarise
+
+    out, _, _ = trained
+    run = ex.run(config_updates={"agent": str(out), "modalities": "sound", "episodes": 3, "n_envs": 2,
+                                 "out_dir": str(tmp_path / "ev"), "device": "cpu"})
+    result = json.loads((tmp_path / "ev" / "returns.json").read_text())
+    assert len(result["returns"]) == 3 and result["lengths"] == [300] * 3 and result["condition"] == "sound"
+    rows = (tmp_path / "ev" / "returns.csv").read_text().splitlines()
+    assert rows[0] == "episode,return,length" and len(rows) == 4
+    np.testing.assert_allclose([float(r.split(",")[1]) for r in rows[1:]], result["returns"])
+    summary = run.result[next(iter(run.result))]
+    assert summary["mean"] == pytest.approx(np.mean(result["returns"]))
+    assert summary["sem"] == pytest.approx(np.std(result["returns"], ddof=1) / np.sqrt(3))
+    s = summarise(np.array([1.0, 2.0, 3.0, 6.0]))
+    assert (s["mean"], s["std"], s["sem"]) == pytest.approx((3.0, np.sqrt(3.5), np.sqrt(14 / 3) / 2))
+
+
+def test_evaluate_with_failures_and_clear_errors(trained, tmp_path):
+    from agents.evaluate import evaluate
+
+    out, _, _ = trained
+    result = evaluate({"agent": str(out), "modalities": "both", "episodes": 2, "n_envs": 2, "seed": 0,
+                       "failure_p": 0.5, "random_reference": False, "out_dir": str(tmp_path / "f"), "device": "cpu"},
+                      log=lambda s: None)
+    assert result["failure_p"] == 0.5 and len(result["returns"]) == 2
+    with pytest.raises(ValueError, match="agent=PATH"):
+        evaluate({"agent": None, "episodes": 1, "n_envs": 1})
+    try:
+        import moviepy  # noqa: F401
+    except ImportError:
+        with pytest.raises(RuntimeError, match="moviepy"):
+            evaluate({"agent": str(out), "episodes": 1, "n_envs": 1, "video": True})
 
 
 def test_normalised_transfer_is_undefined_without_a_gain_over_random():
     from agents.transfer import normalised_transfer
 
     results = {"random": {"mean": -10.0}, "image": {"image": {"mean": 10.0}, "sound": {"mean": 5.0}},
-               "sound": {"sound": {"mean": -10.0}, "image": {"mean": -10.0}}}
-    norm = normalised_transfer(results, ["image", "sound"])
+               "sound": {"sound": {"mean": -10.0}, "image": {"mean": -10.0}},
+               "both": {"both": {"mean": -20.0}, "image": {"mean": -30.0}}}
+    norm = normalised_transfer(results, ["image", "sound", "both"])
     assert norm["image->sound"] == 75.0
-    assert norm["sound->image"] is None
+    assert norm["sound->image"] is None  # as good as random on its own sensors
+    assert norm["both->image"] is None  # worse than random: never a (sign-flipped) percentage

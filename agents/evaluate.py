@@ -1,0 +1,144 @@
+"""Evaluate a saved agent (sacred experiment): episode returns under any sensor condition.
+
+    python agents/evaluate.py with agent=runs/agents/pendulum_sound-image-seed0 modalities=sound episodes=100
+    python agents/evaluate.py with agent=PATH modalities=both failure_p=0.5          # sensors fail per step
+    python agents/evaluate.py with agent=PATH video=True episodes=3                  # needs moviepy
+    python -m agents.evaluate print_config
+
+The agent folder's agent.json names the environment, the frame stack and the MHVAE checkpoint (its SHA-256
+is checked; ``mhvae=PATH`` evaluates with another checkpoint of the same architecture instead, without
+the hash check). Outputs in ``out_dir`` (default ``<agent>/eval-<condition>``): returns.json (settings,
+per-episode returns and lengths, summary) and returns.csv (one row per episode), videos/ with ``video=True``;
+the summary is printed as a table (mean ± std, standard error, min, max) and logged as sacred metrics.
+"""
+from __future__ import annotations
+
+from mhvae_perception.experiment import prepare_experiment  # first: quiets sacred's warning
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from sacred import Experiment
+
+from agents.common import (check_video_support, env_settings, load_agent, make_vec_env, random_returns,
+                           read_agent_meta, set_threads)
+from agents.config import condition_name, parse_modalities
+
+ex = prepare_experiment(Experiment("mhvae_evaluate", save_git_info=False))
+
+
+@ex.config
+def config():
+    agent = None  # agent folder (agent.json + policy.pt), required
+    modalities = None  # image | sound | both | comma-separated list; None: the agent's training modalities
+    episodes = 100
+    n_envs = 10  # episodes run in parallel (one batched encoder pass per step)
+    seed = 0
+    failure_p = None  # per-step, per-sensor failure probability (float or {sensor: p}); None: no failures
+    mhvae = None  # evaluate with this checkpoint instead of the one in agent.json (no hash check)
+    random_reference = True  # also measure a uniform random policy with the same number of episodes
+    video = False  # record episodes of environment 0 with Gymnasium's RecordVideo (rgb_array; needs moviepy)
+    on_out_of_range = "error"  # the wrapper's policy for observations outside the training range
+    device = "auto"
+    num_threads = 1
+    out_dir = None  # default: <agent>/eval-<condition>[-fail<p>]
+
+
+def summarise(returns: np.ndarray) -> dict:
+    """Mean, std (population), standard error of the mean, min, max of per-episode returns."""
+    r = np.asarray(returns, dtype=np.float64)
+    n = int(r.size)
+    std = float(r.std())
+    return {"n_episodes": n, "mean": float(r.mean()), "std": std,
+            "sem": float(r.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
+            "min": float(r.min()), "max": float(r.max())}
+
+
+def table(rows: dict[str, dict]) -> str:
+    lines = ["| policy | episodes | mean ± std | standard error | min | max |", "|---|---|---|---|---|---|"]
+    for name, s in rows.items():
+        lines.append(f"| {name} | {s['n_episodes']} | {s['mean']:.1f} ± {s['std']:.1f} | {s['sem']:.1f} | "
+                     f"{s['min']:.1f} | {s['max']:.1f} |")
+    return "\n".join(lines)
+
+
+def check_settings(cfg: dict) -> dict:
+    """The agent's description, after checking every setting (before any loading or stepping)."""
+    if not cfg.get("agent"):
+        raise ValueError("pass the agent folder: python agents/evaluate.py with agent=PATH")
+    if int(cfg["episodes"]) < 1 or int(cfg["n_envs"]) < 1:
+        raise ValueError(f"episodes and n_envs must be positive, got {cfg['episodes']} and {cfg['n_envs']}")
+    meta = read_agent_meta(cfg["agent"])
+    if meta["state"] and (cfg.get("modalities") or cfg.get("failure_p") is not None):
+        raise ValueError("this agent acts on the true state: modalities and failure_p do not apply")
+    if cfg.get("video"):
+        check_video_support()
+    return meta
+
+
+def evaluate(cfg: dict, log=print, log_scalar=None) -> dict:
+    """Run the evaluation and write returns.json / returns.csv; returns the summary."""
+    meta = check_settings(cfg)
+    set_threads(cfg.get("num_threads"))
+    agent, meta = load_agent(cfg["agent"], check_mhvae=cfg.get("mhvae") is None, device=cfg.get("device", "auto"))
+    state = bool(meta["state"])
+    mods = None if state else parse_modalities(cfg.get("modalities") or meta["train_modalities"])
+    mhvae = None if state else (cfg.get("mhvae") or meta["mhvae"]["path"])
+    if not state and not mhvae:
+        raise ValueError(f"{cfg['agent']} was trained on an in-memory MHVAE (no checkpoint path recorded); pass "
+                         f"mhvae=PATH")
+    cond = "state" if state else condition_name(mods)
+    fail = cfg.get("failure_p")
+    out = Path(cfg.get("out_dir") or Path(cfg["agent"]) / (f"eval-{cond}" + (f"-fail{fail}" if fail is not None else "")))
+    out.mkdir(parents=True, exist_ok=True)
+    n, n_envs = int(cfg["episodes"]), min(int(cfg["n_envs"]), int(cfg["episodes"]))
+    if cfg.get("video"):
+        n_envs = 1  # RecordVideo records environment 0: one environment, so every episode is filmed
+    venv = make_vec_env(meta["env"], mods, mhvae, n_envs=n_envs, state=state, seed=int(cfg["seed"]),
+                        n_stack=meta["latent_stack"], failure_p=fail, failure_seed=int(cfg["seed"]),
+                        video_folder=out / "videos" if cfg.get("video") else None,
+                        on_out_of_range=cfg.get("on_out_of_range", "error"))
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    t0 = time.perf_counter()
+    returns, lengths = evaluate_policy(agent, venv, n_eval_episodes=n, deterministic=True,
+                                       return_episode_rewards=True, warn=False)
+    wall = time.perf_counter() - t0
+    venv.close()
+    rows = {f"agent ({cond}{f', failure p={fail}' if fail is not None else ''})": summarise(returns)}
+    rand = None
+    if cfg.get("random_reference", True):
+        rand = random_returns(meta["env"], n, seed=int(cfg["seed"]) + 200_000)
+        rows["uniform random policy"] = summarise(rand)
+    steps = env_settings(meta["env"])["episode_steps"]
+    result = {"agent": str(cfg["agent"]), "env": meta["env"], "algo": meta["algo"], "condition": cond,
+              "modalities": list(mods) if mods else None, "failure_p": fail, "mhvae": mhvae, "seed": int(cfg["seed"]),
+              "episode_steps": steps, "wall_s": round(wall, 2), "summary": rows,
+              "returns": [float(r) for r in returns], "lengths": [int(k) for k in lengths],
+              "random_returns": None if rand is None else [float(r) for r in rand]}
+    (out / "returns.json").write_text(json.dumps(result, indent=2))
+    with open(out / "returns.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["episode", "return", "length"])
+        writer.writerows((i, float(r), int(k)) for i, (r, k) in enumerate(zip(returns, lengths)))
+    log(table(rows))
+    log(f"per-episode returns: {out / 'returns.json'}, {out / 'returns.csv'}")
+    if log_scalar is not None:
+        for i, r in enumerate(returns):
+            log_scalar("episode_return", float(r), i)
+        for key in ("mean", "std", "sem"):
+            log_scalar(f"return_{key}", rows[next(iter(rows))][key], 0)
+    return result
+
+
+@ex.main
+def main(_config, _run):
+    cfg = dict(_config)
+    return evaluate(cfg, log_scalar=_run.log_scalar)["summary"]
+
+
+if __name__ == "__main__":
+    ex.run_commandline()
