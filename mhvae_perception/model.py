@@ -64,14 +64,15 @@ class LossOutput:
 def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
     """``module`` in eval mode inside the block; afterwards every submodule gets back its own mode
     (a model partly frozen in eval mode stays so)."""
-    modes = [(m, m.training) for m in module.modules()]
-    if any(training for _, training in modes):
-        module.eval()
+    # Only the modules in training mode are switched (and switched back): an eval-mode model costs one walk.
+    training = [m for m in module.modules() if m.training]
+    for m in training:
+        m.training = False
     try:
         yield module
     finally:
-        for m, training in modes:
-            m.training = training
+        for m in training:
+            m.training = True
 
 
 def evaluation(method):
