@@ -60,6 +60,7 @@ def config():
     progress = False
     out_dir = f"runs/transfer-{env}"
     budget_note = ""  # free text stored with the results (e.g. "reduced budget")
+    latent_diagnostics = True  # latent agreement on the dataset's test split (needs the collected dataset)
 
 
 def summarise(returns: np.ndarray, steps: int) -> dict:
@@ -71,11 +72,10 @@ def summarise(returns: np.ndarray, steps: int) -> dict:
 
 
 @torch.no_grad()
-def latent_agreement(model, env: str, n: int = 2000) -> dict:
+def latent_agreement(model, env: str, n: int = 2000, splits=None) -> dict:
     """How close q(z_c | one modality) is to q(z_c | all), relative to the spread of the latents."""
-    from mhvae_perception import data
-
-    splits = data.load_dataset(env)
+    if splits is None:
+        splits = diagnostics_data(env)
     batch = splits.test.batch(torch.arange(min(n, len(splits.test))))
     names = model.modality_names
     mus = {"both": model.encode(batch)[0]}
@@ -150,6 +150,16 @@ def _reusable(d: Path, cfg, state: bool, ref: dict, log) -> dict | None:
             and meta.get("train_failure_p") == (None if state else cfg["train_failure_p"])):
         return meta
     return None
+
+
+def diagnostics_data(env: str):
+    """The dataset splits of the latent diagnostics, or a FileNotFoundError with both fixes."""
+    from mhvae_perception import data
+
+    try:
+        return data.load_dataset(env)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{err}; or run without the latent diagnostics: latent_diagnostics=False") from None
 
 
 def train_all(cfg, ck_path: Path, log, log_scalar=None) -> dict:
@@ -324,6 +334,10 @@ def run(cfg: dict, log=print, log_scalar: Callable[[str, float, int], None] | No
         raise ValueError("pass the MHVAE checkpoint: python agents/transfer.py with mhvae=PATH")
     set_threads(cfg["num_threads"])
     ck_path = Path(cfg["mhvae"])
+    if not ck_path.is_file():
+        raise FileNotFoundError(f"MHVAE checkpoint {ck_path} not found; pass mhvae=PATH of a pretrained checkpoint")
+    # the diagnostics' dataset is loaded first: a missing file is reported before hours of training
+    splits = diagnostics_data(cfg["env"]) if cfg.get("latent_diagnostics", True) else None
     out = Path(cfg["out_dir"])
     out.mkdir(parents=True, exist_ok=True)
     times = {}
@@ -351,8 +365,10 @@ def run(cfg: dict, log=print, log_scalar: Callable[[str, float, int], None] | No
     times["robustness_s"] = time.perf_counter() - t0
     from mhvae_perception import load_checkpoint
 
-    agreement = latent_agreement(load_checkpoint(ck_path).model, cfg["env"])
-    log("latent agreement: " + json.dumps({k: round(v, 3) for k, v in agreement.items() if k.startswith("rel_")}))
+    agreement: dict = {}
+    if splits is not None:
+        agreement = latent_agreement(load_checkpoint(ck_path).model, cfg["env"], splits=splits)
+        log("latent agreement: " + json.dumps({k: round(v, 3) for k, v in agreement.items() if k.startswith("rel_")}))
     if cfg["env"] == "pendulum_sound":
         agreement["state_probe"] = pendulum_state_probe(load_checkpoint(ck_path).model)
         log("state probe (R² cos, sin, θ̇): " + json.dumps({k: v for k, v in agreement["state_probe"].items()
