@@ -494,3 +494,19 @@ def test_availability_is_explicit_and_validated(model):
     assert env.encoded_modalities == ("image",)
     env.set_modalities(("sound",))  # rewiring clears the availability
     assert env.available is None and env.encoded_modalities == ("sound",)
+
+
+def test_checkpoint_with_nan_weights_is_refused_by_the_wrappers(tmp_path):
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from mhvae_perception.checkpoints import CheckpointError
+
+    torch.manual_seed(0)
+    broken = presets.build_model("pendulum_sound", "mhvae").eval()
+    with torch.no_grad():
+        broken.encoders["image"][0].weight[0, 0, 0, 0] = float("nan")
+    path = save_checkpoint(tmp_path / "nan.pt", broken)
+    with pytest.raises(CheckpointError, match="non-finite weights"):
+        MHVAEObservation(gym.make("PendulumSound-v0"), str(path), ("image",))
+    with pytest.raises(CheckpointError, match="non-finite weights"):
+        VecMHVAEObservation(DummyVecEnv([lambda: gym.make("PendulumSound-v0")]), str(path), ("image",))
