@@ -29,7 +29,7 @@ import torch
 from sacred import Experiment
 from tqdm.auto import tqdm
 
-from mhvae_perception import checkpoints, data, estimators, presets
+from mhvae_perception import checkpoints, data, estimators, presets, registry
 from mhvae_perception.specs import ModelConfig
 from pretrain import figures, results_table
 from pretrain.paper import PROTOCOL
@@ -43,6 +43,7 @@ ex = prepare_experiment(Experiment("mhvae_pretrain", save_git_info=False))
 @ex.config
 def config():
     dataset = "mnist"  # mnist | fashionmnist | celeba | pendulum_sound | hyperhot
+    env_id = None  # instead of dataset: any Gymnasium env with a Dict observation (e.g. PendulumSound-v0), collected when missing
     model = "mhvae"  # mhvae | jmvae | mvae (mhvae_perception.registry.MODEL_KINDS)
     seed = 0  # seeds parameters, data order, binarisation and sampling (fixed default so re-runs resume)
     epochs = 50 if dataset == "celeba" else 500  # training epochs (raising it continues a finished run)
@@ -64,7 +65,8 @@ def config():
     max_train_batches = None  # cap on batches per epoch (quick looks, tests); None: whole epoch
     valid_points = None  # cap on validation points per epoch; None: whole validation split
     tag = ""  # appended to the default run_dir
-    run_dir = f"runs/{dataset}-{model}-seed{seed}" + (f"-{tag}" if tag else "")  # outputs + checkpoints
+    run_dir = f"runs/{str(env_id or dataset).replace('/', '_').replace(':', '_')}-{model}-seed{seed}" + (
+        f"-{tag}" if tag else "")  # outputs + checkpoints
     resume = None  # checkpoint to continue from (default: run_dir/checkpoints/last.pt when it exists)
     checkpoint = None  # for the evaluate command: a checkpoint file or a shipped model name
     eval_dir = None  # for the evaluate command: output folder (default: beside the checkpoint's run folder)
@@ -87,17 +89,23 @@ def quick():
 
 # ------------------------------------------------------------------------------------------------ data and model
 def load_splits(cfg: dict) -> data.DatasetSplits:
-    """The train/valid/test splits the settings name."""
+    """The train/valid/test splits the settings name: ``env_id``'s dataset (collected when missing), else
+    ``dataset``'s."""
+    if cfg.get("env_id"):
+        return data.load_env_splits(cfg["env_id"], path=cfg["data_path"], split_seed=cfg["split_seed"])
     return data.load_dataset(cfg["dataset"], split_seed=cfg["split_seed"], path=cfg["data_path"])
 
 
 def model_from_settings(cfg: dict, splits: data.DatasetSplits):
-    """A fresh model of kind ``cfg['model']`` with the dataset's preset networks, the run's warm-ups and the
-    training split's normalisation statistics."""
+    """A fresh model of kind ``cfg['model']`` with the dataset's preset networks (for ``env_id``: its registered
+    preset, else networks inferred from its observation space), the run's warm-ups and the training split's
+    normalisation statistics."""
     if cfg["model"] == "mhvae":
         kwargs = dict(warmup_modality_epochs=cfg["warmup_modality_epochs"], warmup_core_epochs=cfg["warmup_core_epochs"])
     else:  # U_b: the baselines' single KL warm-up is the library's warmup_core_epochs
         kwargs = dict(warmup_core_epochs=cfg["warmup_epochs"])
+    if cfg.get("env_id"):
+        return registry.build_model(presets.config_for_env(cfg["env_id"], splits, kind=cfg["model"], **kwargs))
     if splits.normalisation:
         kwargs["normalisation"] = splits.normalisation
     return presets.build_model(splits.name, model=cfg["model"], **kwargs)
@@ -437,11 +445,11 @@ def evaluate(_run, _config):
     modified = set()
     if hasattr(_run, "config_modifications"):
         modified = set(_run.config_modifications.modified) | set(_run.config_modifications.added)
-    for key in ("dataset", "split_seed", "data_path"):  # the data the checkpoint was trained on, unless given
+    for key in ("dataset", "env_id", "split_seed", "data_path"):  # the data the checkpoint was trained on, unless given
         if key in recorded and key not in modified:
             cfg[key] = recorded[key]
     cfg["model"] = ck.model.config.kind
-    if "eval_samples" not in modified and cfg["dataset"] in PROTOCOL:
+    if "eval_samples" not in modified and not cfg.get("env_id") and cfg["dataset"] in PROTOCOL:
         cfg["eval_samples"] = PROTOCOL[cfg["dataset"]]["eval_samples"]
     if cfg["num_threads"]:
         torch.set_num_threads(int(cfg["num_threads"]))

@@ -88,7 +88,7 @@ def check_settings(cfg: Mapping[str, Any], command: str = "main") -> None:
     if cfg.get("env_id") is None:
         _choice(cfg, "dataset", dataset_names())
     else:
-        _text(cfg, "env_id", optional=False)
+        _check_env_id(cfg["env_id"])
     _choice(cfg, "model", model_kinds())
     for name in ("seed", "split_seed", "eval_seed"):
         _int(cfg, name, 0)
@@ -116,6 +116,19 @@ def check_settings(cfg: Mapping[str, Any], command: str = "main") -> None:
         resolve_device(cfg.get("device"))
     except ValueError as err:
         raise SettingsError(f"setting device={cfg.get('device')!r}: {err}") from None
+
+
+def _check_env_id(env_id: Any) -> None:
+    """The environment must be known to Gymnasium (its package imported) before any data is collected."""
+    if not isinstance(env_id, str) or not env_id.strip():
+        raise _fail("env_id", env_id, "None or a Gymnasium environment id such as 'PendulumSound-v0'")
+    from mhvae_perception.collect import resolve_env_id
+    from mhvae_perception.presets import resolve_env_name
+
+    try:
+        resolve_env_id(resolve_env_name(env_id))
+    except (ValueError, ImportError) as err:
+        raise SettingsError(f"setting env_id={env_id!r}: {err}") from None
 
 
 # ------------------------------------------------------------------------------------------------ run folders

@@ -389,13 +389,35 @@ def test_env_dataset_run_stores_normalisation_and_writes_cross_modal_figures(tmp
 
 
 # ------------------------------------------------------------------------------------------------ command line
-def write_tiny_env_file(path: Path, n_train=48, n_test=8) -> None:
+def write_tiny_env_file(path: Path, n_train=48, n_test=8, state: bool = False) -> None:
+    """A PendulumSound-shaped dataset file in the previous (image/sound only) layout, optionally with a true
+    state (``train_state`` / ``test_state`` and their names in the metadata)."""
     rng = np.random.default_rng(0)
-    arrays = {f"{part}_image": (rng.random((n, 2, 60, 60)) < 0.1).astype(np.uint8) for part, n in
-              (("train", n_train), ("test", n_test))}
-    arrays.update({f"{part}_sound": (440 + 50 * rng.standard_normal((n, 2, 3, 2))).astype(np.float32) for part, n in
-                   (("train", n_train), ("test", n_test))})
-    np.savez_compressed(path, metadata=np.array(json.dumps({"env_id": "PendulumSound-v0"})), **arrays)
+    parts = (("train", n_train), ("test", n_test))
+    arrays = {f"{part}_image": (rng.random((n, 2, 60, 60)) < 0.1).astype(np.uint8) for part, n in parts}
+    arrays.update({f"{part}_sound": (440 + 50 * rng.standard_normal((n, 2, 3, 2))).astype(np.float32)
+                   for part, n in parts})
+    metadata = {"env_id": "PendulumSound-v0"}
+    if state:
+        arrays.update({f"{part}_state": rng.standard_normal((n, 2)).astype(np.float32) for part, n in parts})
+        metadata["state_names"] = ["cos", "sin"]
+    np.savez_compressed(path, metadata=np.array(json.dumps(metadata)), **arrays)
+
+
+def test_env_id_runs_any_environment_dataset_with_probes(tmp_path):
+    env_file = tmp_path / "tiny.npz"
+    write_tiny_env_file(env_file, n_train=64, n_test=16, state=True)
+    assert config_of({"env_id": "PendulumSound-v0"})["run_dir"] == "runs/PendulumSound-v0-mhvae-seed0"
+    assert config_of({"env_id": "envs:Hyperhot-v0", "tag": "a"})["run_dir"] == "runs/envs_Hyperhot-v0-mhvae-seed0-a"
+    rd = tmp_path / "env"
+    run(dict(FAST, env_id="PendulumSound-v0", data_path=str(env_file), epochs=1, batch_size=16, eval_samples=2,
+             eval_points=4, evaluate_after=True, figures=True, run_dir=str(rd)))
+    metrics = json.loads((rd / "metrics.json").read_text())
+    assert metrics["dataset"] == "PendulumSound-v0" and "transfer" in metrics["probes"]
+    assert (rd / "cross_modal_image.png").is_file() and (rd / "probes.json").is_file()
+    assert last_state(rd)["run_config"]["env_id"] == "PendulumSound-v0"
+    with pytest.raises(SettingsError, match="env_id='Nope-v0'.*not registered"):
+        run(dict(FAST, env_id="Nope-v0", epochs=1, run_dir=str(tmp_path / "nope")))
 
 
 def test_command_line_run_observer_and_clean_cout(tmp_path):
