@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, Sequence
 
@@ -134,8 +135,9 @@ class ModelConfig:
             raise ValueError("a model needs at least one modality")
         for key in ("jmvae_alpha", "agreement_weight"):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{key} must be a finite number >= 0 (0 switches the term off), got {value!r}")
+            object.__setattr__(self, key, float(value))
         if self.agreement_weight > 0 and self.kind != "mhvae":
             raise ValueError(f"agreement_weight is an MHVAE loss term; a {self.kind!r} model needs agreement_weight=0")
         names = [m.name for m in mods]
