@@ -212,10 +212,13 @@ def test_real_mnist_runs_resume_with_tomorrows_command():
         if not path.is_file():
             continue
         found = True
-        state = checkpoints.load_checkpoint(path).training_state
+        ck = checkpoints.load_checkpoint(path)
         cfg = dict(config_of({"dataset": "mnist", "model": model, "num_threads": 1, "progress": False,
                               "evaluate_after": False}))
+        state = ck.training_state
         assert "continuing" in compare_with_recorded(state["run_config"], cfg, int(state["epoch"]), str(path))
+        fresh = run_mod.model_from_settings(cfg, synthetic_mnist())  # MNIST: no normalisation statistics
+        assert run_mod._same_description(ck.config, fresh.config.to_dict())
     if not found:
         pytest.skip("runs/mnist-*-seed0 are not in this checkout")
 
