@@ -4,18 +4,21 @@ when saved from training, the training state.
 The file is written with ``torch.save`` and read with ``torch.load(weights_only=True)``, so loading never
 executes code from it. Saving writes a temporary file beside the target, flushes it to disk and renames it
 over the target (``os.replace`` is atomic), so a crash never leaves a half-written checkpoint in place of a
-good one. Temporary files are named ``.<target>.pid<PID>.<random>.tmp``; one left behind by a writer that was
-killed mid-save is removed by the next save to the same target once its process is gone (files of a live
-writer are never touched; unnamed legacy temporary files only when older than :data:`STALE_TMP_SECONDS`).
+good one. Temporary files are named ``.<target>.pid<PID>-<host>.<random>.tmp``; one left behind by a writer
+that was killed mid-save is removed by the next save to the same target once its process is gone (files of
+a live writer are never touched; those of another host, whose processes cannot be checked, and legacy
+temporary files without a pid only when older than :data:`STALE_TMP_SECONDS`).
 A full disk gives a :class:`CheckpointError` saying so, with the temporary file removed and the previous
 checkpoint intact. Loading refuses non-finite weights and corrupt model descriptions.
 """
 from __future__ import annotations
 
 import errno
+import glob
 import json
 import os
 import re
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -31,7 +34,7 @@ from .version import __version__
 
 FORMAT = "mhvae-perception-checkpoint"
 FORMAT_VERSION = 1
-STALE_TMP_SECONDS = 3600.0  # legacy temporary files (no pid in the name) older than this are leftovers
+STALE_TMP_SECONDS = 3600.0  # temp files whose writer cannot be checked are leftovers when older than this
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
@@ -60,7 +63,7 @@ def save_checkpoint(path: str | os.PathLike, model: MultimodalVAE, training_stat
         "training_state": training_state,
     }
     remove_stale_temp_files(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.pid{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_writer_tag()}.", suffix=".tmp", dir=path.parent)
     try:
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -104,6 +107,16 @@ def _unlink_quietly(path: str | os.PathLike) -> None:
         pass
 
 
+def _host() -> str:
+    """This machine's name, reduced to letters, digits and dashes (safe in a file name)."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+
+
+def _writer_tag() -> str:
+    """``pid<PID>-<host>``: who writes a temporary file, so that a later save can tell whether it is alive."""
+    return f"pid{os.getpid()}-{_host()}"
+
+
 def _process_alive(pid: int) -> bool:
     """Whether a process with id ``pid`` exists on this machine (a process of another user counts)."""
     if pid <= 0:
@@ -122,22 +135,24 @@ def _process_alive(pid: int) -> bool:
 def remove_stale_temp_files(path: str | os.PathLike) -> list[Path]:
     """Remove the temporary files that earlier, killed saves to ``path`` left beside it; returns them.
 
-    A file named with a writer's pid is removed only if that process no longer exists (never this
-    process's own); a legacy temporary file without a pid only when older than :data:`STALE_TMP_SECONDS`.
+    A file written on this host is removed only if its writer's process no longer exists (never this
+    process's own); a file of another host or without a writer tag (older versions) only when older than
+    :data:`STALE_TMP_SECONDS`.
     """
     path = Path(path)
     if not path.parent.is_dir():
         return []
-    named = re.compile(rf"^\.{re.escape(path.name)}\.pid(\d+)\.[^/]+\.tmp$")
-    legacy = re.compile(rf"^\.{re.escape(path.name)}\.[A-Za-z0-9_]+\.tmp$")
+    name = re.escape(path.name)
+    tagged = re.compile(rf"^\.{name}\.pid(\d+)-([A-Za-z0-9-]*)\.[A-Za-z0-9_]+\.tmp$")
+    legacy = re.compile(rf"^\.{name}\.[A-Za-z0-9_]+\.tmp$")
     removed = []
-    for candidate in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
-        match = named.match(candidate.name)
+    for candidate in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        match = tagged.match(candidate.name)
         try:
-            if match:
+            if match and match.group(2) == _host():
                 pid = int(match.group(1))
-                stale = pid != os.getpid() and not _process_alive(pid)
-            elif legacy.match(candidate.name):
+                stale = not _process_alive(pid)  # this process counts as alive: its own files stay
+            elif match or legacy.match(candidate.name):
                 stale = time.time() - candidate.stat().st_mtime > STALE_TMP_SECONDS
             else:
                 stale = False
@@ -147,11 +162,6 @@ def remove_stale_temp_files(path: str | os.PathLike) -> list[Path]:
         except FileNotFoundError:  # another process cleaned it up first
             continue
     return removed
-
-
-def glob_escape(name: str) -> str:
-    """``name`` with the glob metacharacters escaped."""
-    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 def _read(path: Path) -> dict:

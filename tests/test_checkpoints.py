@@ -193,26 +193,31 @@ def test_temporary_files_of_killed_saves_are_cleaned_up_safely(tmp_path):
     save_checkpoint(target, build_model(small_config()))
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
+        host = checkpoints._host()
         files = {
-            "dead": f".last.pt.pid{_dead_pid()}.a1b2c3.tmp",
-            "live": f".last.pt.pid{live.pid}.d4e5f6.tmp",
-            "mine": f".last.pt.pid{os.getpid()}.g7h8i9.tmp",
-            "old_legacy": ".last.pt.k9_x2abc.tmp",
-            "new_legacy": ".last.pt.q1w2e3r4.tmp",
-            "other_target": f".best.pt.pid{_dead_pid()}.z0z0z0.tmp",
+            "dead": f".last.pt.pid{_dead_pid()}-{host}.a1b2c3.tmp",
+            "live": f".last.pt.pid{live.pid}-{host}.d4e5f6.tmp",
+            "mine": f".last.pt.pid{os.getpid()}-{host}.g7h8i9.tmp",
+            "other_host_new": f".last.pt.pid{_dead_pid()}-elsewhere.j1k2l3.tmp",  # its pid cannot be checked here
+            "other_host_old": f".last.pt.pid{live.pid}-elsewhere.m4n5o6.tmp",
+            "legacy_old": ".last.pt.k9_x2abc.tmp",
+            "legacy_new": ".last.pt.q1w2e3r4.tmp",
+            "other_target": f".best.pt.pid{_dead_pid()}-{host}.z0z0z0.tmp",
         }
         for name in files.values():
             (tmp_path / name).write_bytes(b"half a checkpoint")
         two_hours_ago = time.time() - 7200
-        os.utime(tmp_path / files["old_legacy"], (two_hours_ago, two_hours_ago))
+        for key in ("legacy_old", "other_host_old"):
+            os.utime(tmp_path / files[key], (two_hours_ago, two_hours_ago))
         save_checkpoint(target, build_model(small_config()))
         left = {p.name for p in tmp_path.iterdir()}
     finally:
         live.kill()
         live.wait()
-    assert files["dead"] not in left and files["old_legacy"] not in left
-    assert {files[k] for k in ("live", "mine", "new_legacy", "other_target")} <= left
-    assert "last.pt" in left and len(left) == 5  # the checkpoint, the four kept files, no new temp file
+    removed = {"dead", "other_host_old", "legacy_old"}
+    assert not {files[k] for k in removed} & left
+    assert {files[k] for k in set(files) - removed} <= left
+    assert left == {"last.pt", *(files[k] for k in set(files) - removed)}  # and no new temporary file
 
 
 def test_temporary_files_are_named_with_the_writer_pid(tmp_path, monkeypatch):
@@ -224,7 +229,8 @@ def test_temporary_files_are_named_with_the_writer_pid(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", spy)
     save_checkpoint(tmp_path / "m.pt", build_model(small_config()))
-    assert len(seen) == 1 and seen[0].startswith(f".m.pt.pid{os.getpid()}.") and seen[0].endswith(".tmp")
+    assert len(seen) == 1 and seen[0].startswith(f".m.pt.pid{os.getpid()}-{checkpoints._host()}.")
+    assert seen[0].endswith(".tmp")
 
 
 def test_a_full_disk_gives_a_clear_error_and_keeps_the_old_checkpoint(tmp_path, monkeypatch):
