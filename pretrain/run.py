@@ -282,11 +282,14 @@ def _train_locked(cfg: dict, paths: RunPaths, resume: Optional[Path], ck: Option
         figures.plot_learning_curves(history, paths.dir / "learning_curves.png")
     summary = {"run_dir": str(paths.dir), "epochs": len(history), "trained_this_session": len(history) - start_epoch,
                "best_valid_elbo": best, "train_wall_s": history[-1]["time/elapsed_s"] if history else 0.0}
-    if cfg["evaluate_after"]:
+    if cfg["evaluate_after"] and paths.last.is_file():
         ck_path = paths.best if cfg["eval_checkpoint"] == "best" and paths.best.is_file() else paths.last
         ck = checkpoints.load_checkpoint(ck_path, device=device)
         summary["metrics"] = evaluate_model(ck.model, splits, cfg, paths.dir, checkpoint=ck_path, _run=_run, log=log,
                                             writer=writer, training_state=ck.training_state)
+    elif cfg["evaluate_after"]:  # epochs=0 in a new folder: the untrained model (a baseline for the numbers)
+        summary["metrics"] = evaluate_model(model, splits, cfg, paths.dir, _run=_run, log=log, writer=writer,
+                                            training_state={"epoch": 0, "history": []})
     if writer is not None:
         writer.close()
     (paths.dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

@@ -172,6 +172,15 @@ def test_finished_run_is_only_evaluated_again(tmp_path, fake_mnist, monkeypatch)
     assert (tmp_path / "r" / "checkpoints" / "last.pt").stat().st_mtime_ns == before
 
 
+def test_zero_epochs_evaluates_the_untrained_model(tmp_path, fake_mnist):
+    rd = tmp_path / "z"
+    r = run(dict(FAST, epochs=0, eval_samples=2, eval_points=4, evaluate_after=True, run_dir=str(rd)))
+    metrics = json.loads((rd / "metrics.json").read_text())
+    assert metrics["checkpoint"] is None and metrics["train_epochs"] == 0 and r.result == metrics["values"]
+    assert "ours MHVAE (0 ep, K = 2, n = 4)" in (rd / "results.md").read_text()
+    assert not (rd / "checkpoints" / "last.pt").exists()
+
+
 def legacy_state(state: dict) -> dict:
     """A training state in the layout of the runs trained before this version: run_config without valid_points
     / env_id, warm-up weights logged as train/beta_m_scale, train/beta_c_scale, no time/epoch_s."""
