@@ -261,6 +261,80 @@ def load_agent(agent_dir, check_mhvae: bool = True, device: str | torch.device =
     return agent, meta
 
 
+# ------------------------------------------------------------------------------------------- resuming
+RESUME_DIR, RESUME_FORMAT = "resume", "mhvae-agent-resume/1"
+_REPLAY_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+_MATCH_KEYS = ("env", "algo", "state", "train_modalities", "seed", "latent_stack", "train_failure_p",
+               "hyperparameters", "mhvae")
+
+
+def save_resume_state(agent, out_dir: Path, meta: Mapping[str, Any], best_mean_reward: float) -> None:
+    """Everything needed to continue training, without pickles: parameters and optimizer states
+    (``params.pt``, read back with weights_only=True), the filled part of the replay buffer (``replay.npz``,
+    plain arrays) and ``resume.json`` (settings, step, SHA-256 of both files; written last)."""
+    d = out_dir / RESUME_DIR
+    d.mkdir(parents=True, exist_ok=True)
+    params = {"sb3": agent.get_parameters()}
+    if getattr(agent, "log_ent_coef", None) is not None:
+        params["log_ent_coef"] = agent.log_ent_coef.detach().cpu()
+    _write_atomic(d / "params.pt", lambda path: torch.save(params, path))
+    buf = agent.replay_buffer
+    filled = buf.buffer_size if buf.full else buf.pos
+    arrays = {k: getattr(buf, k)[:filled] for k in _REPLAY_FIELDS}
+
+    def write_npz(path: Path) -> None:
+        with open(path, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    _write_atomic(d / "replay.npz", write_npz)
+    state = {"format": RESUME_FORMAT, "num_timesteps": int(agent.num_timesteps), "n_updates": int(agent._n_updates),
+             "replay_pos": int(buf.pos), "replay_full": bool(buf.full), "best_mean_reward": float(best_mean_reward),
+             "settings": {k: meta.get(k) for k in _MATCH_KEYS},
+             "sha256": {name: file_sha256(d / name) for name in ("params.pt", "replay.npz")}}
+    _write_atomic(d / "resume.json", lambda path: path.write_text(json.dumps(state, indent=2)))
+
+
+def read_resume_state(out_dir: Path, meta: Mapping[str, Any], timesteps: int, log: Callable[[str], None]) -> dict | None:
+    """The saved resume state if it belongs to these settings and is complete (else None, saying why)."""
+    d = out_dir / RESUME_DIR
+    if not (d / "resume.json").is_file():
+        return None
+    try:
+        state = json.loads((d / "resume.json").read_text())
+    except json.JSONDecodeError:
+        log(f"ignoring {d}: resume.json is not valid JSON; training from the start")
+        return None
+    if state.get("format") != RESUME_FORMAT or state.get("settings") != json.loads(json.dumps(
+            {k: meta.get(k) for k in _MATCH_KEYS})):
+        log(f"ignoring {d}: saved with other settings; training from the start")
+        return None
+    if int(state["num_timesteps"]) > int(timesteps):
+        log(f"ignoring {d}: it is at step {state['num_timesteps']}, beyond timesteps={timesteps}")
+        return None
+    for name, digest in state.get("sha256", {}).items():
+        if not (d / name).is_file() or file_sha256(d / name) != digest:
+            log(f"ignoring {d}: {name} is missing or incomplete (an interrupted save); training from the start")
+            return None
+    return state
+
+
+def restore_resume_state(agent, out_dir: Path, state: Mapping[str, Any]) -> None:
+    d = out_dir / RESUME_DIR
+    params = torch.load(d / "params.pt", map_location=agent.device, weights_only=True)
+    agent.set_parameters(params["sb3"], exact_match=True, device=agent.device)
+    if "log_ent_coef" in params:
+        with torch.no_grad():
+            agent.log_ent_coef.copy_(params["log_ent_coef"].to(agent.device))
+    with np.load(d / "replay.npz", allow_pickle=False) as arrays:
+        buf = agent.replay_buffer
+        for k in _REPLAY_FIELDS:
+            part = arrays[k]
+            getattr(buf, k)[:len(part)] = part
+    buf.pos, buf.full = int(state["replay_pos"]), bool(state["replay_full"])
+    agent.num_timesteps = int(state["num_timesteps"])
+    agent._n_updates = int(state["n_updates"])
+
+
 # --------------------------------------------------------------------------------------------- training
 def _check_json(name: str, value: Any) -> Any:
     try:
@@ -272,8 +346,9 @@ def _check_json(name: str, value: Any) -> Any:
 
 
 def _callbacks(out_dir: Path, eval_env, eval_freq: int, n_eval_episodes: int, meta: dict,
-               log_scalar: LogScalar | None):
-    """EvalCallback that saves the best agent (safe format) into out_dir/best and logs metrics."""
+               log_scalar: LogScalar | None, save_freq: int | None):
+    """EvalCallback that saves the best agent (safe format) into out_dir/best and logs metrics; with
+    ``save_freq`` a callback that saves the resume state every ``save_freq`` steps."""
     from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 
     class SaveBest(BaseCallback):
@@ -300,20 +375,42 @@ def _callbacks(out_dir: Path, eval_env, eval_freq: int, n_eval_episodes: int, me
     evaluator = EvalCallback(eval_env, n_eval_episodes=n_eval_episodes, eval_freq=eval_freq, deterministic=True,
                              callback_on_new_best=SaveBest(), callback_after_eval=LogEval(),
                              best_model_save_path=None, log_path=str(out_dir / "eval"), verbose=0)
-    return evaluator, [evaluator, LogEpisodes()]
+
+    class SaveResume(BaseCallback):
+        """Saves at the end of a rollout (the step's transition is in the replay buffer by then)."""
+
+        def _on_training_start(self) -> None:
+            self.last_save = self.num_timesteps
+
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_rollout_end(self) -> None:
+            if save_freq and self.num_timesteps - self.last_save >= int(save_freq):
+                save_resume_state(self.model, out_dir, meta, evaluator.best_mean_reward)
+                self.last_save = self.num_timesteps
+
+    return evaluator, [evaluator, LogEpisodes(), SaveResume()]
 
 
 def train_agent(env: str, modalities, mhvae, seed: int, timesteps: int, out_dir, state: bool = False,
                 hp: dict | None = None, eval_freq: int = 2_000, n_eval_episodes: int = 5, progress: bool = True,
                 tensorboard: bool = True, latent_stack: int | None = None, train_failure_p: float | None = None,
                 device: str | torch.device = "auto", log: Callable[[str], None] = print,
-                log_scalar: LogScalar | None = None) -> dict:
+                log_scalar: LogScalar | None = None, save_freq: int | None = None, resume: bool = True,
+                keep_resume: bool = False) -> dict:
     """Train one agent (on ``latent_stack`` consecutive latents; default from agents/config.py; with
     ``train_failure_p`` each training sensor fails per step with that probability, as in
     :class:`~mhvae_perception.wrappers.VecSensorFailure`; the eval env has no failures) and save it into
     ``out_dir`` (:func:`save_agent`; the best evaluation in ``out_dir/best``). Settings are checked before any
     work. ``log_scalar(name, value, step)`` receives evaluation means and training episode returns (sacred's
-    ``_run.log_scalar``). SB3's progress bar with ``progress``; TensorBoard in ``out_dir/tb``."""
+    ``_run.log_scalar``). SB3's progress bar with ``progress``; TensorBoard in ``out_dir/tb``.
+
+    Resuming: with ``save_freq`` the training state (weights, optimizers, replay buffer, step; no pickles) is
+    saved into ``out_dir/resume`` every ``save_freq`` steps; with ``resume`` a later call with the same
+    settings continues from there. The episode in progress at the save is not restored (a new one starts) and
+    the EvalCallback's log restarts. The resume state is removed once the agent is saved, unless
+    ``keep_resume`` (then a later call with a larger ``timesteps`` continues training)."""
     settings = env_settings(env)
     algo = settings["algo"]
     mods = None if state else parse_modalities(modalities)
@@ -323,6 +420,8 @@ def train_agent(env: str, modalities, mhvae, seed: int, timesteps: int, out_dir,
         raise ValueError("train_failure_p needs at least two training modalities (a sensor must remain)")
     if int(timesteps) < 1:
         raise ValueError(f"timesteps must be a positive number of environment steps, got {timesteps}")
+    if save_freq is not None and int(save_freq) < 1:
+        raise ValueError(f"save_freq must be a positive number of steps or None, got {save_freq}")
     dev = resolve_device(device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -338,24 +437,39 @@ def train_agent(env: str, modalities, mhvae, seed: int, timesteps: int, out_dir,
     train_env = make_vec_env(env, mods, mhvae, 1, state, seed=seed, n_stack=n_stack, failure_p=train_failure_p,
                              failure_seed=seed, device=dev)
     eval_env = make_vec_env(env, mods, mhvae, 1, state, seed=seed + 10_000, n_stack=n_stack, device=dev)
-    evaluator, callbacks = _callbacks(out_dir, eval_env, eval_freq, n_eval_episodes, meta, log_scalar)
+    evaluator, callbacks = _callbacks(out_dir, eval_env, eval_freq, n_eval_episodes, meta, log_scalar, save_freq)
     agent = algo_class(algo)("MlpPolicy", train_env, seed=seed, verbose=0, device=dev,
                              tensorboard_log=str(out_dir / "tb") if tensorboard else None,
                              **json.loads(json.dumps(params)))  # a copy: SB3 adds keys to policy_kwargs
+    saved = read_resume_state(out_dir, meta, int(timesteps), log) if resume else None
+    start = 0
+    if saved is not None:
+        restore_resume_state(agent, out_dir, saved)
+        start = int(saved["num_timesteps"])
+        evaluator.best_mean_reward = float(saved["best_mean_reward"])
+        log(f"resuming {out_dir} from step {start}")
     t0 = time.perf_counter()
-    agent.learn(total_timesteps=int(timesteps), callback=callbacks, progress_bar=bool(progress))
+    if int(timesteps) > start:
+        agent.learn(total_timesteps=int(timesteps) - start, callback=callbacks, progress_bar=bool(progress),
+                    reset_num_timesteps=start == 0)
     wall = time.perf_counter() - t0
-    meta.update({"train_wall_s": round(wall, 1), "train_steps_per_s": round(int(timesteps) / wall, 1),
-                 "best_mean_eval_reward": float(evaluator.best_mean_reward)})
-    saved = save_agent(agent, out_dir, meta)
+    trained_now = int(timesteps) - start
+    meta.update({"train_wall_s": round(wall, 1), "train_steps_per_s": round(trained_now / max(wall, 1e-9), 1),
+                 "resumed_from_step": start, "best_mean_eval_reward": float(evaluator.best_mean_reward)})
+    description = save_agent(agent, out_dir, meta)
+    if not keep_resume and (out_dir / RESUME_DIR).is_dir():
+        import shutil
+
+        shutil.rmtree(out_dir / RESUME_DIR)
     train_env.close()
     eval_env.close()
     if log_scalar is not None:
         log_scalar("train/wall_s", wall, int(timesteps))
-        log_scalar("train/steps_per_s", int(timesteps) / wall, int(timesteps))
-    log(f"trained {algo} on {env} ({'state' if state else '+'.join(mods)}) seed {seed}: {timesteps} steps in "
-        f"{wall:.0f} s ({timesteps / wall:.0f} steps/s) -> {out_dir / POLICY_FILE}")
-    return saved
+        log_scalar("train/steps_per_s", meta["train_steps_per_s"], int(timesteps))
+    log(f"trained {algo} on {env} ({'state' if state else '+'.join(mods)}) seed {seed}: {trained_now} steps "
+        f"{f'(from step {start}) ' if start else ''}in {wall:.0f} s ({meta['train_steps_per_s']:.0f} steps/s) "
+        f"-> {out_dir / POLICY_FILE}")
+    return description
 
 
 # ------------------------------------------------------------------------------------------- evaluation

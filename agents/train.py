@@ -7,7 +7,8 @@
 
 Outputs in ``run_dir``: agent.json (settings, spaces, MHVAE checkpoint path and SHA-256) + policy.pt (tensor-only
 weights; see agents/common.py), best/ (the best evaluation, same format), eval/evaluations.npz, tb/ (TensorBoard).
-Metrics (evaluation means, training episode returns, wall time) go to sacred's metrics.json.
+Metrics (evaluation means, training episode returns, wall time) go to sacred's metrics.json. The training state
+is saved every ``save_freq`` steps into run_dir/resume (no pickles): re-running the same command resumes.
 Hyper-parameters: agents/config.py, overridable as ``hp.<name>=...``.
 """
 from __future__ import annotations
@@ -37,6 +38,7 @@ def config():
     hp = HYPERPARAMS[ENVS[env]["algo"]]  # algorithm hyper-parameters (defaults: agents/config.py)
     eval_freq = 2000  # EvalCallback period (steps)
     n_eval_episodes = 5
+    save_freq = 5000  # save the training state every N steps; a re-run with the same settings resumes
     num_threads = 1  # torch threads (leave cores to others)
     device = "auto"  # auto (CUDA when available) | cpu | cuda[:N]
     progress = True  # SB3's progress bar
@@ -52,7 +54,8 @@ def main(_config, _run):
                        cfg["run_dir"], state=cfg["state"], hp=json.loads(json.dumps(cfg["hp"])),
                        eval_freq=cfg["eval_freq"], n_eval_episodes=cfg["n_eval_episodes"], progress=cfg["progress"],
                        tensorboard=cfg["tensorboard"], latent_stack=cfg["latent_stack"],
-                       train_failure_p=cfg["train_failure_p"], device=cfg["device"], log_scalar=_run.log_scalar)
+                       train_failure_p=cfg["train_failure_p"], device=cfg["device"], log_scalar=_run.log_scalar,
+                       save_freq=cfg["save_freq"])
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ def config():
     hp = HYPERPARAMS[ENVS[env]["algo"]]  # algorithm hyper-parameters (defaults: agents/config.py)
     eval_freq = 2500  # EvalCallback period during training (steps)
     n_eval_episodes = 3  # EvalCallback episodes
+    save_freq = 5000  # save the training state every N steps; a re-run with the same settings resumes
     num_threads = 1
     device = "auto"  # agents' device: auto (CUDA when available) | cpu | cuda[:N]
     progress = False
@@ -182,7 +183,7 @@ def train_all(cfg, ck_path: Path, log, log_scalar=None) -> dict:
                                n_eval_episodes=cfg["n_eval_episodes"],
                                progress=cfg["progress"], latent_stack=cfg["latent_stack"],
                                train_failure_p=None if state else cfg["train_failure_p"], device=cfg["device"],
-                               log=log, log_scalar=scalar)
+                               log=log, log_scalar=scalar, save_freq=cfg.get("save_freq"))
             dirs[(cond, seed)], walls[(cond, seed)] = d, meta["train_wall_s"]
     return {"dirs": dirs, "walls": walls}
 

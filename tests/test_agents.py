@@ -258,3 +258,39 @@ def test_normalised_transfer_is_undefined_without_a_gain_over_random():
     assert norm["image->sound"] == 75.0
     assert norm["sound->image"] is None  # as good as random on its own sensors
     assert norm["both->image"] is None  # worse than random: never a (sign-flipped) percentage
+
+
+def test_interrupted_training_resumes_from_the_last_save(checkpoint, tmp_path):
+    out = tmp_path / "resumable"
+    hp = {"learning_starts": 50, "batch_size": 16, "buffer_size": 1000, "policy_kwargs": {"net_arch": [16]}}
+    common = dict(seed=0, out_dir=out, hp=hp, eval_freq=100, n_eval_episodes=1, progress=False, tensorboard=False,
+                  device="cpu", save_freq=100, keep_resume=True)
+
+    def killed_during_step_300(name, value, step):
+        if name == "eval/mean_reward" and step == 300:
+            raise KeyboardInterrupt("killed")  # during step 300, before its save
+
+    with pytest.raises(KeyboardInterrupt):
+        train_agent("pendulum_sound", "image", str(checkpoint), timesteps=400, log=lambda s: None,
+                    log_scalar=killed_during_step_300, **common)
+    assert json.loads((out / "resume" / "resume.json").read_text())["num_timesteps"] == 200
+    saved = torch.load(out / "resume" / "params.pt", weights_only=True)
+    with np.load(out / "resume" / "replay.npz", allow_pickle=False) as replay:
+        first_obs = replay["observations"].copy()
+    assert len(first_obs) == 200 and np.abs(first_obs).sum() > 0
+    logs: list[str] = []
+    meta = train_agent("pendulum_sound", "image", str(checkpoint), timesteps=400, log=logs.append, **common)
+    assert meta["resumed_from_step"] == 200 and any("resuming" in m for m in logs)
+    with np.load(out / "resume" / "replay.npz", allow_pickle=False) as replay:
+        assert len(replay["observations"]) == 400  # the 200 transitions of the first run were kept
+        np.testing.assert_array_equal(replay["observations"][:200], first_obs)
+    agent, _ = load_agent(out, device="cpu")
+    first = saved["sb3"]["policy"]
+    assert any(not torch.equal(first[k], v) for k, v in agent.policy.state_dict().items())  # trained further
+    # other settings: not resumed
+    other = train_agent("pendulum_sound", "image", str(checkpoint), timesteps=100, log=logs.append,
+                        **{**common, "seed": 1})
+    assert other["resumed_from_step"] == 0 and any("other settings" in m for m in logs)
+    train_agent("pendulum_sound", "image", str(checkpoint), timesteps=100, log=logs.append,
+                **{**common, "seed": 1, "keep_resume": False})
+    assert not (out / "resume").exists()  # removed once the agent is saved
