@@ -4,7 +4,6 @@ Determinism across processes, eval-mode evaluation, MRD keep rates and its use i
 categorical likelihoods, MVAE's prior expert and unimodal terms, JMVAE's KL penalty, the conditional row,
 and proposals that see only their inputs.
 """
-import hashlib
 import json
 import os
 import subprocess
