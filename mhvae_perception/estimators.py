@@ -102,8 +102,14 @@ def paper_rows(model: MultimodalVAE, batch: Batch, num_samples: int = 5000, chun
     rising with K); ``"log p(x1|x2) | x12-x2"`` estimates the same log p(x1 | x2) as
     log p̂(x1,x2 | x1,x2) - log p̂(x2 | x2), tighter (see the module docstring).
     """
-    x1 = x1 or model.modality_names[0]
-    x2 = x2 or model.modality_names[1]
+    names = tuple(model.modality_names)
+    if len(names) < 2:
+        raise ValueError(f"paper_rows needs a model with two modalities (x1, x2), this one has {names}; use "
+                         f"log_likelihood(model, batch, inputs, targets) for other questions")
+    x1 = x1 or names[0]
+    x2 = x2 or names[1]
+    if x1 == x2 or x1 not in names or x2 not in names:
+        raise ValueError(f"x1 and x2 must be two different modalities of the model {names}, got {x1!r} and {x2!r}")
     q = {
         "x1>x1": Query((x1,), (x1,)),
         "x1>x12": Query((x1,), (x1, x2)),

@@ -185,3 +185,16 @@ def test_estimator_memory_is_bounded_by_the_chunk():
     model.log_importance_weights = spy
     estimators.log_likelihoods(model, batch, [Query(("image",), ("image",))], num_samples=5000, chunk_size=256)
     assert max(calls) == 256 and sum(calls) == 5000
+
+
+def test_paper_rows_refuse_questions_they_cannot_answer():
+    one = build_model(small_config("mhvae", n_modalities=1)).eval()
+    with pytest.raises(ValueError, match="needs a model with two modalities"):
+        estimators.paper_rows(one, random_batch(one.config, n=2), num_samples=2)
+    two = build_model(small_config("mhvae")).eval()
+    batch = random_batch(two.config, n=2)
+    for x1, x2 in (("image", "image"), ("image", "sound")):
+        with pytest.raises(ValueError, match="two different modalities"):
+            estimators.paper_rows(two, batch, num_samples=2, x1=x1, x2=x2)
+    with pytest.raises(ValueError, match="num_samples must be >= 1"):
+        estimators.paper_rows(two, batch, num_samples=0)
