@@ -106,7 +106,9 @@ def comparison_table(dataset: str, ours: Mapping[str, Mapping]) -> list[str]:
     if any(ours[m].get("standard_errors") for m in models):
         notes.append("Ours: mean ± standard error over test points (std / sqrt(n) of the per-point estimates); "
                      "differences of ours carry their standard error (√(SE₁² + SE₂²) for two of ours).")
-    return lines + ([""] + notes if notes else [])
+    for note in notes:  # one paragraph each
+        lines += ["", note]
+    return lines
 
 
 def ours_from_metrics(metrics: Mapping, budget: Optional[Mapping] = None) -> dict:
