@@ -146,11 +146,14 @@ def test_changed_settings_are_refused_raising_epochs_continues(tmp_path, fake_mn
     run(base)
     recorded = json.loads((tmp_path / "r" / "config.json").read_text())["training_settings"]
     assert recorded["lr"] == 1e-3 and recorded["max_train_batches"] == 2 and "warmup_core_epochs" in recorded
+    fake = data.load_dataset
+    monkeypatch.setattr(data, "load_dataset", lambda *a, **k: pytest.fail("data loaded before the refusal"))
     for key, value in (("lr", 1e-2), ("batch_size", 16), ("seed", 1), ("split_seed", 1), ("max_train_batches", 3),
                        ("warmup_core_epochs", 5), ("model", "jmvae"), ("data_path", "elsewhere")):
         with pytest.raises(SettingsError, match=rf"{key}: .* -> .*another tag=\.\.\. or run_dir=\.\.\."):
             run(dict(base, epochs=2, **{key: value}))
     assert last_state(tmp_path / "r")["epoch"] == 1
+    monkeypatch.setattr(data, "load_dataset", fake)
     run(dict(base, epochs=2))  # raising epochs continues
     assert last_state(tmp_path / "r")["epoch"] == 2
     with pytest.raises(SettingsError, match="already trained 2 epochs and epochs=1 asks for fewer"):
