@@ -112,13 +112,22 @@ def _summary_lines(dataset: str, entry: dict) -> list[str]:
         if r.get("eval_wall_s") is not None:
             text += f" (evaluation {r['eval_wall_s'] / 60:.1f} min)"
         walls.append(text)
-    lines += [f"Command: `{entry['command']}`", "",
+    commands = list(dict.fromkeys(entry["models"][m].get("command") or entry["command"] for m in models))
+    lines += ["Command" + ("s" if len(commands) > 1 else "") + ": " + "; ".join(f"`{c}`" for c in commands), "",
               "Wall time (training summed over sessions + evaluation, per model): " + ", ".join(walls)
               + f"; machine: {entry.get('machine')}; date {entry.get('date')}.", ""]
     return lines
 
 
 # ------------------------------------------------------------------------------------------------ running
+def budget_tag(args) -> str:
+    """``paper`` or e.g. ``e3b150-K100-n1000``: names the run folders and groups the models of one budget."""
+    if args.full:
+        return "paper"
+    return (f"e{args.epochs}" + (f"b{args.max_train_batches}" if args.max_train_batches else "")
+            + f"-K{args.eval_samples}-n{args.eval_points}")
+
+
 def run_settings(args, model: str) -> dict:
     """run.py settings of ``model`` for these arguments (its run folder names the budget)."""
     updates = {"dataset": args.dataset, "model": model, "seed": args.seed, "progress": False}
@@ -128,9 +137,7 @@ def run_settings(args, model: str) -> dict:
             updates["max_train_batches"] = args.max_train_batches
     if args.num_threads:
         updates["num_threads"] = args.num_threads
-    tag = "paper" if args.full else (f"e{args.epochs}" + (f"b{args.max_train_batches}" if args.max_train_batches
-                                                          else "") + f"-K{args.eval_samples}-n{args.eval_points}")
-    updates["run_dir"] = str(Path(args.runs) / f"{args.dataset}-{model}-{tag}")
+    updates["run_dir"] = str(Path(args.runs) / f"{args.dataset}-{model}-{budget_tag(args)}")
     return updates
 
 
@@ -188,8 +195,10 @@ def main(argv=None) -> None:
         return
     command = "python pretrain/reproduce.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     old = store.get(args.dataset) or {}
-    keep = old.get("models", {}) if old.get("command") == command else {}  # same budget: keep its other models
-    entry = {"command": command, "full": bool(args.full), "date": time.strftime("%Y-%m-%d"),
+    same_budget = old.get("budget_tag") == budget_tag(args) and old.get("seed") == args.seed
+    keep = old.get("models", {}) if same_budget else {}  # the other models measured with this budget stay
+    entry = {"command": command, "budget_tag": budget_tag(args), "seed": args.seed, "full": bool(args.full),
+             "date": time.strftime("%Y-%m-%d"),
              "machine": f"{platform.machine()} CPU ({os.cpu_count()} cores), {platform.system()}",
              "models": dict(keep)}
     for model in args.models:
@@ -200,7 +209,8 @@ def main(argv=None) -> None:
         train_s, eval_s = metrics.get("train_wall_s"), metrics.get("eval_wall_s")
         entry["models"][model] = {
             "values": metrics["values"], "standard_errors": metrics.get("standard_errors", {}),
-            "rows": metrics.get("rows", []), "budget": budget, "run_dir": c["run_dir"], "eval_wall_s": eval_s,
+            "rows": metrics.get("rows", []), "budget": budget, "run_dir": c["run_dir"], "command": command,
+            "eval_wall_s": eval_s,
             "train_wall_s": train_s, "wall_s": (train_s or 0.0) + (eval_s or 0.0)}
         print(f"{args.dataset}/{model}: " + ", ".join(f"{k}: {v:.2f}" for k, v in metrics["values"].items()),
               flush=True)

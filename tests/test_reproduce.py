@@ -105,6 +105,12 @@ def test_reproduce_resumes_by_default_and_writes_only_completed_runs(tmp_path, f
     assert calls == ["jmvae", "mhvae", "jmvae"]
     assert json.loads((mh / "metrics.json").read_text())["train_epochs"] == 1
 
+    one = ARGS + ["--models", "jmvae", "--results", str(results), "--runs", str(runs)]
+    reproduce.main(one)  # another command with the same budget keeps the other model's numbers
+    assert calls == ["jmvae", "mhvae", "jmvae"] and set(reproduce.load_store(results)["mnist"]["models"]) == {
+        "mhvae", "jmvae"}
+    assert "Commands: " in results.read_text()
+
 
 def test_render_only_keeps_old_entries_and_appended_sections(tmp_path):
     results = tmp_path / "RESULTS.md"
