@@ -22,8 +22,8 @@ default: all). Each observation is encoded from wired ∩ available. :class:`Sen
 Observations are checked before encoding (see :class:`ObservationAdapter`): NaN/inf raises
 :class:`NonFiniteObservationError`; values outside the range the model was trained on are handled by
 ``on_out_of_range`` = ``"error"`` (default, :class:`OutOfRangeObservationError`), ``"warn"`` (one warning, then
-a counter) or ``"ignore"``. Channel-last (H, W, C) images and uint8 images in [0, 255] are converted to the
-model's (C, H, W) floats in [0, 1].
+a counter) or ``"ignore"``. Sensors are converted with the data pipeline's rules (:mod:`.describe`): channel-last
+(H, W, C) and grey (H, W) images to (C, H, W), images in [0, 255] to [0, 1], Discrete to one-hot.
 """
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from .checkpoints import load_checkpoint
+from .describe import SensorLayout, sensor_layout, to_model_layout
 from .model import MultimodalVAE
 from .networks import fused_for_inference
 from .specs import ModalitySpec, check_subset
@@ -50,7 +51,7 @@ FailureProb = Union[float, Mapping[str, float], Callable[[int], Union[float, Map
 LayoutArg = Union[str, Mapping[str, str], None]
 
 OUT_OF_RANGE_POLICIES = ("error", "warn", "ignore")
-LAYOUTS = ("auto", "CHW", "HWC")
+LAYOUTS = ("auto", "CHW", "HWC", "HW")
 
 __all__ = ["MHVAEObservation", "VecMHVAEObservation", "SensorFailure", "VecSensorFailure", "ObservationAdapter",
            "NonFiniteObservationError", "OutOfRangeObservationError", "resolve_model", "file_sha256",
@@ -108,7 +109,7 @@ def _subset(modalities: str | Iterable[str] | None, model: MultimodalVAE, what: 
 
 
 def _layouts(layout: LayoutArg, model: MultimodalVAE) -> dict[str, str]:
-    """Per-modality layout request ("auto", "CHW" or "HWC")."""
+    """Per-modality layout request ("auto", "CHW", "HWC" or "HW")."""
     names = model.modality_names
     if layout is None or isinstance(layout, str):
         value = "auto" if layout is None else layout
@@ -119,18 +120,41 @@ def _layouts(layout: LayoutArg, model: MultimodalVAE) -> dict[str, str]:
             raise ValueError(f"layout given for unknown modality {unknown[0]!r}; the model has {names}")
         out = {n: layout.get(n, "auto") for n in names}
     else:
-        raise TypeError(f"layout must be 'auto', 'CHW', 'HWC' or a {{modality: layout}} dict, got {layout!r}")
+        raise TypeError(f"layout must be 'auto', 'CHW', 'HWC', 'HW' or a {{modality: layout}} dict, got {layout!r}")
     for name, value in out.items():
         if value not in LAYOUTS:
             raise ValueError(f"layout of {name!r} is {value!r}; choose one of {LAYOUTS}")
     return out
 
 
-def check_observation_space(space: gym.Space, model: MultimodalVAE, layout: LayoutArg = None) -> dict[str, str]:
-    """Check that ``space`` is a Dict whose entries for every model modality are numeric Boxes of the model's
-    shape, or (images) its channel-last permutation; return each modality's layout ("CHW" or "HWC").
+def _image_scale(box: spaces.Box) -> float:
+    """255 for images in [0, 255] (uint8, or float with high > 1), else 1 (the rule of describe.sensor_layout)."""
+    bounded = np.all(np.isfinite(box.high)) and np.all(box.low >= 0) and np.all(box.high <= 255)
+    big = np.issubdtype(box.dtype, np.integer) or bool(np.any(box.high > 1))
+    return 255.0 if bounded and big and float(np.max(box.high)) > 1 else 1.0
 
-    Raises a ValueError/TypeError saying what to do otherwise (extra keys are allowed and ignored).
+
+def _forced_layout(box: spaces.Box, want: str, model_shape: tuple[int, ...]) -> SensorLayout | None:
+    """The image layout ``want`` if the env shape fits it for ``model_shape`` (C, H, W), else None."""
+    shape = tuple(int(s) for s in box.shape)
+    if len(model_shape) != 3:
+        return None
+    c, h, w = model_shape
+    fits = {"CHW": (c, h, w), "HWC": (h, w, c), "HW": (h, w) if c == 1 else None}
+    if fits.get(want) != shape:
+        return None
+    return SensorLayout("image", tuple(model_shape), want, _image_scale(box))
+
+
+def check_observation_space(space: gym.Space, model: MultimodalVAE, layout: LayoutArg = None
+                            ) -> dict[str, SensorLayout]:
+    """Check that ``space`` is a Dict holding every model modality in a form the model can take, and return
+    how each is converted (:class:`~mhvae_perception.describe.SensorLayout`).
+
+    By default (``"auto"``) a sensor is read with the same rules as the data pipeline
+    (:func:`~mhvae_perception.describe.sensor_layout`: CHW / HWC / HW images, uint8 or [0, 255] images scaled
+    to [0, 1], Discrete one-hot), falling back to a channel-last image of the model's shape; ``layout`` forces
+    an image layout. Raises a ValueError/TypeError saying what to do otherwise (extra keys are ignored).
     """
     names = model.modality_names
     if not isinstance(space, spaces.Dict):
@@ -145,33 +169,37 @@ def check_observation_space(space: gym.Space, model: MultimodalVAE, layout: Layo
     out = {}
     for name in names:
         sub, spec = space.spaces[name], model.config.modality(name)
-        if not isinstance(sub, spaces.Box):
-            raise TypeError(f"observation {name!r} must be a Box, got {sub}")
-        if not (np.issubdtype(sub.dtype, np.floating) or np.issubdtype(sub.dtype, np.integer)
-                or sub.dtype == np.bool_):
+        if isinstance(sub, spaces.Box) and not (np.issubdtype(sub.dtype, np.floating)
+                                                or np.issubdtype(sub.dtype, np.integer) or sub.dtype == np.bool_):
             raise TypeError(f"observation {name!r} has dtype {sub.dtype}; the model needs real numbers "
                             f"(float, or uint8 images in [0, 255])")
-        shape, chw = tuple(sub.shape), tuple(spec.shape)
-        hwc = (chw[1], chw[2], chw[0]) if len(chw) == 3 else None
-        want = requested[name]
+        try:
+            inferred = sensor_layout(sub)
+        except ValueError as err:
+            raise TypeError(f"observation {name!r}: {err}") from None
+        want, chw = requested[name], tuple(spec.shape)
         if want == "auto":
-            want = "CHW" if shape == chw else "HWC" if hwc is not None and shape == hwc else None
-        ok = (want == "CHW" and shape == chw) or (want == "HWC" and hwc is not None and shape == hwc)
-        if not ok:
-            extra = f" or channel-last {hwc}" if hwc is not None else ""
-            raise ValueError(f"observation {name!r} has shape {shape} but the model's {name!r} modality "
-                             f"expects {chw}{extra} (layout {requested[name]!r}); use a model trained on this "
-                             f"environment or pass layout={{{name!r}: 'CHW' | 'HWC'}}")
-        out[name] = want
+            found = inferred if tuple(inferred.model_shape) == chw else (
+                _forced_layout(sub, "HWC", chw) if isinstance(sub, spaces.Box) else None)
+        else:
+            found = _forced_layout(sub, want, chw) if isinstance(sub, spaces.Box) else None
+        if found is None:
+            shape = tuple(getattr(sub, "shape", ()) or ())
+            alt = f" or channel-last {(chw[1], chw[2], chw[0])}" if len(chw) == 3 else ""
+            raise ValueError(f"observation {name!r} has shape {shape} ({sub}) but the model's {name!r} modality "
+                             f"expects {chw}{alt} (layout {want!r}); use a model trained on this environment or "
+                             f"pass layout={{{name!r}: 'CHW' | 'HWC' | 'HW'}}")
+        out[name] = found
     return out
 
 
 class ObservationAdapter:
     """Turns an environment's Dict entries into the model's inputs and checks them, before any encoding.
 
-    Conversions (decided once from the observation space): channel-last (H, W, C) -> (C, H, W); integer
-    images whose Box goes above 1 (uint8 in [0, 255]) are divided by 255 when the model's modality is
-    Bernoulli (values in [0, 1]); everything becomes float32.
+    Conversions (decided once from the observation space, the data pipeline's rules:
+    :func:`~mhvae_perception.describe.to_model_layout`): channel-last (H, W, C) and grey (H, W) images ->
+    (C, H, W); images in [0, 255] (uint8, or float Boxes with high > 1) divided by 255; Discrete -> one-hot;
+    everything float32.
     Checks: NaN/inf -> :class:`NonFiniteObservationError`. Out of the training range -> ``on_out_of_range``:
     Bernoulli and categorical values outside [0, 1]; Gaussian values more than ``z_bound`` standard deviations
     from the stored normalisation mean (std floored at 1 % of the modality's RMS std, so that an almost
@@ -191,13 +219,8 @@ class ObservationAdapter:
         self.out_of_range_counts: dict[str, int] = {n: 0 for n in model.modality_names}
         self._warned = False
         self._specs: dict[str, ModalitySpec] = {n: model.config.modality(n) for n in model.modality_names}
-        self._scale: dict[str, float | None] = {}
         self._stats: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
         for name, spec in self._specs.items():
-            box = space.spaces[name]
-            integer = np.issubdtype(box.dtype, np.integer)
-            self._scale[name] = (1.0 / 255.0 if integer and spec.likelihood == "bernoulli"
-                                 and float(np.max(box.high)) > 1 else None)
             norm = spec.normalisation
             if spec.likelihood == "gaussian" and norm is not None:
                 mean = np.broadcast_to(np.asarray(norm.mean, dtype=np.float32), spec.shape)
@@ -208,24 +231,23 @@ class ObservationAdapter:
                 self._stats[name] = None
         for name in self._specs:  # declared bounds outside the training range: same policy, now
             box = space.spaces[name]
-            low, high = (self._to_model(name, b[None].astype(np.float64))[0] for b in (box.low, box.high))
-            finite = np.isfinite(low).all() and np.isfinite(high).all()
-            if finite and on_out_of_range != "ignore" and self._spec_range(name) is not None:
-                lo, hi = self._spec_range(name)
-                if float(low.min()) < lo - 1e-6 or float(high.max()) > hi + 1e-6:
-                    self._report([name], f"the observation space declares {name!r} in "
-                                         f"[{float(low.min()):g}, {float(high.max()):g}], outside the model's "
-                                         f"training range ({self._range_text(name)})")
+            if not isinstance(box, spaces.Box) or on_out_of_range == "ignore" or self._spec_range(name) is None:
+                continue
+            if not (np.isfinite(box.low).all() and np.isfinite(box.high).all()):
+                continue
+            low, high = (self._to_model(name, b[None])[0] for b in (box.low, box.high))
+            lo, hi = self._spec_range(name)
+            if float(low.min()) < lo - 1e-6 or float(high.max()) > hi + 1e-6:
+                self._report([name], f"the observation space declares {name!r} in "
+                                     f"[{float(box.low.min()):g}, {float(box.high.max()):g}], i.e. "
+                                     f"[{float(low.min()):g}, {float(high.max()):g}] for the model, outside its "
+                                     f"training range ({self._range_text(name)})")
 
     def _spec_range(self, name: str) -> tuple[float, float] | None:
         return (0.0, 1.0) if self._specs[name].likelihood in ("bernoulli", "categorical") else None
 
     def _to_model(self, name: str, x: np.ndarray) -> np.ndarray:
-        if self.layouts[name] == "HWC":
-            x = np.moveaxis(x, -1, 1)
-        scale = self._scale[name]
-        x = np.asarray(x, dtype=np.float32) if scale is None else np.asarray(x, dtype=np.float32) * np.float32(scale)
-        return np.ascontiguousarray(x)
+        return np.ascontiguousarray(to_model_layout(self.layouts[name], np.asarray(x)), dtype=np.float32)
 
     def convert(self, obs: Mapping[str, Any], modalities: Sequence[str]) -> tuple[dict[str, np.ndarray], list[list[str]]]:
         """Batched model inputs {name: float32 (B, *model shape)} for ``modalities`` of a batched observation
@@ -268,8 +290,8 @@ class ObservationAdapter:
 
     def _range_text(self, name: str) -> str:
         if self._spec_range(name) is not None:
-            return (f"{self._specs[name].likelihood} values in [0, 1]; uint8 images should have a Box up to 255 so "
-                    f"that they are scaled, floats in 0..255 need dividing by 255")
+            return (f"{self._specs[name].likelihood} values in [0, 1]; images in 0..255 need a Box declared up to "
+                    f"255 (then they are divided by 255)")
         return f"|x - mean| <= {self.z_bound:g} std of the checkpoint's normalisation statistics"
 
     def _report(self, names: Sequence[str], what: str) -> None:

@@ -358,11 +358,12 @@ def test_gymnasium_check_env_on_wrapped_hyperhot():
 
 
 class ToyHWC(gym.Env):
-    """A toy env with PendulumSound's sensors, the image as uint8 channel-last (H, W, C) in [0, 255]."""
+    """A toy env with PendulumSound's sensors, the image channel-last (H, W, C) with values 0..255 (uint8 by
+    default; ``image_low``/``image_high``/``dtype`` change what the space declares, not the values)."""
 
-    def __init__(self, image_high: float = 255, dtype=np.uint8):
+    def __init__(self, image_high: float = 255, dtype=np.uint8, image_low: float = 0):
         self.observation_space = spaces.Dict({
-            "image": spaces.Box(0, image_high, (60, 60, 2), dtype),
+            "image": spaces.Box(image_low, image_high, (60, 60, 2), dtype),
             "sound": spaces.Box(-np.inf, np.inf, (2, 3, 2), np.float32)})
         self.action_space = spaces.Box(-1, 1, (1,), np.float32)
 
@@ -384,7 +385,11 @@ class ToyHWC(gym.Env):
 def test_uint8_channel_last_images_are_converted(model):
     raw = ToyHWC()
     env = MHVAEObservation(raw, model, ("image", "sound"))
-    assert env.adapter.layouts["image"] == "HWC"
+    assert env.adapter.layouts["image"].layout == "HWC" and env.adapter.layouts["image"].scale == 255
+    forced = MHVAEObservation(ToyHWC(), model, ("image",), layout={"image": "HWC"})  # the same, asked for
+    assert forced.adapter.layouts["image"].layout == "HWC" and forced.adapter.layouts["image"].scale == 255
+    with pytest.raises(ValueError, match="layout 'CHW'"):
+        MHVAEObservation(ToyHWC(), model, ("image",), layout="CHW")
     _gym_check(env)
     obs, _ = env.reset(seed=0)
     chw = np.moveaxis(raw.last["image"], -1, 0).astype(np.float32) / 255
@@ -402,22 +407,59 @@ def test_uint8_channel_last_images_are_converted(model):
 def test_out_of_range_policies(model):
     from mhvae_perception.wrappers import OutOfRangeObservationError
 
-    # floats in 0..255 where the Bernoulli image expects [0, 1]: refused by default, at construction already
-    with pytest.raises(OutOfRangeObservationError, match=r"declares 'image' in \[0, 255\]"):
-        MHVAEObservation(ToyHWC(dtype=np.float32), model, ("image",))
     assert issubclass(OutOfRangeObservationError, ValueError)
+    # values 0..255 from a space declared as floats in [0, 1] (what the Bernoulli image expects): refused
+    with pytest.raises(OutOfRangeObservationError, match="'image'.*outside the model's training range"):
+        MHVAEObservation(ToyHWC(image_high=1.0, dtype=np.float32), model, ("image",)).reset(seed=0)
     with pytest.warns(UserWarning, match="outside") as record:
-        env = MHVAEObservation(ToyHWC(dtype=np.float32), model, ("image",), on_out_of_range="warn")
+        env = MHVAEObservation(ToyHWC(image_high=1.0, dtype=np.float32), model, ("image",), on_out_of_range="warn")
         env.reset(seed=0)
         infos = [env.step(np.zeros(1, np.float32))[4] for _ in range(3)]
     assert len([w for w in record if "outside" in str(w.message)]) == 1  # warned once ...
-    assert env.out_of_range_counts["image"] == 1 + 4  # ... counted every time (space + 4 observations)
+    assert env.out_of_range_counts["image"] == 4  # ... counted every time (reset + 3 steps)
     assert all(i["out_of_range"] == ("image",) for i in infos)
-    quiet = MHVAEObservation(ToyHWC(dtype=np.float32), model, ("image",), on_out_of_range="ignore")
+    quiet = MHVAEObservation(ToyHWC(image_high=1.0, dtype=np.float32), model, ("image",), on_out_of_range="ignore")
     quiet.reset(seed=0)
     assert "out_of_range" not in quiet.step(np.zeros(1, np.float32))[4] and quiet.out_of_range_counts["image"] == 0
+    # a declared range the model never saw is refused at construction, before any step
+    with pytest.raises(OutOfRangeObservationError, match=r"declares 'image' in \[-1, 1\]"):
+        MHVAEObservation(ToyHWC(image_low=-1.0, image_high=1.0, dtype=np.float32), model, ("image",))
+    # floats declared in [0, 255] are images in 0..255: scaled like uint8 (the data pipeline's rule)
+    scaled = MHVAEObservation(ToyHWC(dtype=np.float32), model, ("image",))
+    assert scaled.adapter.layouts["image"].scale == 255
+    scaled.reset(seed=0)
     with pytest.raises(ValueError, match="on_out_of_range must be one of"):
         MHVAEObservation(ToyHWC(), model, on_out_of_range="maybe")
+
+
+class GreyDigits(gym.Env):
+    """Grey (H, W) uint8 images and a Discrete label: the conversions of the data pipeline (describe.py)."""
+
+    observation_space = spaces.Dict({"image": spaces.Box(0, 255, (28, 28), np.uint8), "label": spaces.Discrete(10)})
+    action_space = spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.last = {"image": self.np_random.integers(0, 256, (28, 28)).astype(np.uint8),
+                     "label": int(self.np_random.integers(10))}
+        return self.last, {}
+
+    def step(self, action):
+        return self.reset()[0], 0.0, False, False, {}
+
+
+def test_grey_images_and_discrete_sensors_are_converted_like_the_data():
+    torch.manual_seed(0)
+    mnist = presets.build_model("mnist", "mhvae").eval()
+    raw = GreyDigits()
+    env = MHVAEObservation(raw, mnist, ("image", "label"))
+    assert env.adapter.layouts["image"].layout == "HW" and env.adapter.layouts["label"].kind == "discrete"
+    obs, _ = env.reset(seed=1)
+    image = raw.last["image"][None].astype(np.float32) / 255
+    label = np.eye(10, dtype=np.float32)[raw.last["label"]]
+    np.testing.assert_allclose(obs, direct(mnist, {"image": image, "label": label}, ("image", "label")),
+                               rtol=1e-5, atol=1e-6)
+    _gym_check(env)
 
 
 class ShiftSound(gym.ObservationWrapper):
