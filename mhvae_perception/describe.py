@@ -103,7 +103,7 @@ def to_model_layout(layout: SensorLayout, values: np.ndarray) -> np.ndarray:
     if layout.kind == "image":
         values = image_to_chw(layout, values)
         return values.astype(np.float32) / np.float32(layout.scale)
-    return values.astype(np.float32)
+    return values.astype(np.float32, copy=False)
 
 
 def image_to_chw(layout: SensorLayout, values: np.ndarray) -> np.ndarray:
