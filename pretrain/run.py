@@ -14,6 +14,7 @@ refused (see docs/PRETRAIN.md).
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import json
@@ -43,6 +44,7 @@ ex = prepare_experiment(Experiment("mhvae_pretrain", save_git_info=False))
 @ex.config
 def config():
     dataset = "mnist"  # mnist | fashionmnist | celeba | pendulum_sound | hyperhot
+    model_overrides = {}  # changes to the model description: {"modalities": {name: {field: v}}, "core": {...}, field: v}
     env_id = None  # instead of dataset: any Gymnasium env with a Dict observation (e.g. PendulumSound-v0), collected when missing
     model = "mhvae"  # mhvae | jmvae | mvae (mhvae_perception.registry.MODEL_KINDS)
     seed = 0  # seeds parameters, data order, binarisation and sampling (fixed default so re-runs resume)
@@ -105,10 +107,27 @@ def model_from_settings(cfg: dict, splits: data.DatasetSplits):
     else:  # U_b: the baselines' single KL warm-up is the library's warmup_core_epochs
         kwargs = dict(warmup_core_epochs=cfg["warmup_epochs"])
     if cfg.get("env_id"):
-        return registry.build_model(presets.config_for_env(cfg["env_id"], splits, kind=cfg["model"], **kwargs))
-    if splits.normalisation:
-        kwargs["normalisation"] = splits.normalisation
-    return presets.build_model(splits.name, model=cfg["model"], **kwargs)
+        description = presets.config_for_env(cfg["env_id"], splits, kind=cfg["model"], **kwargs)
+    else:
+        if splits.normalisation:
+            kwargs["normalisation"] = splits.normalisation
+        description = presets.config(splits.name, model=cfg["model"], **kwargs)
+    return registry.build_model(apply_model_overrides(description, cfg.get("model_overrides") or {}))
+
+
+def apply_model_overrides(description: ModelConfig, overrides: dict) -> ModelConfig:
+    """``description`` with ``model_overrides`` applied (modality fields, core fields, top-level fields); unknown
+    modalities or fields raise a SettingsError naming them."""
+    overrides = dict(overrides)
+    try:
+        for name, fields in dict(overrides.pop("modalities", {})).items():
+            description = description.replace_modality(name, **fields)
+        if "core" in overrides:
+            description = dataclasses.replace(description, core=dataclasses.replace(description.core,
+                                                                                    **overrides.pop("core")))
+        return dataclasses.replace(description, **overrides)
+    except (TypeError, ValueError, KeyError) as err:
+        raise SettingsError(f"setting model_overrides={overrides!r}: {err}") from None
 
 
 def to_device(batch: dict, device) -> dict:

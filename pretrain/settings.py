@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import json
 import math
 from numbers import Integral, Real
 from typing import Any, Mapping, Optional, Sequence
@@ -19,11 +20,11 @@ class SettingsError(ValueError):
 
 #: Settings that define a training run, per model kind (the warm-ups a kind does not use are left out).
 COMMON_TRAINING_KEYS = ("dataset", "env_id", "model", "seed", "split_seed", "lr", "batch_size", "max_train_batches",
-                        "valid_points", "data_path")
+                        "valid_points", "data_path", "model_overrides")
 WARMUP_KEYS = {"mhvae": ("warmup_modality_epochs", "warmup_core_epochs")}
 BASELINE_WARMUP_KEYS = ("warmup_epochs",)
 #: Settings added after runs were already trained: an old record without them had these values.
-LEGACY_DEFAULTS = {"env_id": None}
+LEGACY_DEFAULTS = {"env_id": None, "model_overrides": {}}
 
 
 def model_kinds() -> tuple[str, ...]:
@@ -46,8 +47,9 @@ def training_keys(model: str) -> tuple[str, ...]:
 
 
 def training_settings(cfg: Mapping[str, Any]) -> dict:
-    """The settings that define the training run of ``cfg`` (recorded in config.json and in checkpoints)."""
-    return {k: cfg.get(k) for k in training_keys(cfg["model"])}
+    """The settings that define the training run of ``cfg`` (recorded in config.json and in checkpoints), as plain
+    JSON values (sacred's read-only containers become dicts and lists: checkpoints hold no foreign types)."""
+    return json.loads(json.dumps({k: cfg.get(k) for k in training_keys(cfg["model"])}))
 
 
 # ------------------------------------------------------------------------------------------------ checks
@@ -80,7 +82,7 @@ def _text(cfg: Mapping, name: str, optional: bool) -> None:
     if value is None and optional:
         return
     if not isinstance(value, str) or (not optional and not value.strip()):
-        raise _fail(name, value, ("None or " if optional else "") + "a non-empty string")
+        raise _fail(name, value, "None or a string" if optional else "a non-empty string")
 
 
 def check_settings(cfg: Mapping[str, Any], command: str = "main") -> None:
@@ -102,6 +104,7 @@ def check_settings(cfg: Mapping[str, Any], command: str = "main") -> None:
     for name in ("warmup_modality_epochs", "warmup_core_epochs", "warmup_epochs"):
         _number(cfg, name, positive=False)
     _choice(cfg, "eval_checkpoint", ("best", "last"))
+    _check_model_overrides(cfg.get("model_overrides"))
     for name in ("evaluate_after", "figures", "tensorboard", "progress"):
         if not isinstance(cfg.get(name), bool):
             raise _fail(name, cfg.get(name), "True or False")
@@ -116,6 +119,40 @@ def check_settings(cfg: Mapping[str, Any], command: str = "main") -> None:
         resolve_device(cfg.get("device"))
     except ValueError as err:
         raise SettingsError(f"setting device={cfg.get('device')!r}: {err}") from None
+
+
+MODEL_OVERRIDE_SECTIONS = ("modalities", "core")
+
+
+def _check_model_overrides(value: Any) -> None:
+    """``{"modalities": {name: {ModalitySpec field: value}}, "core": {CoreSpec field: value}, <ModelConfig field>:
+    value}``: field names checked here, modality names and values when the description is built."""
+    import dataclasses
+
+    from mhvae_perception.specs import CoreSpec, ModalitySpec, ModelConfig
+
+    fields = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731
+    allowed = ("a dict such as {'modalities': {'sound': {'recon_weight': 100.0}}, 'core': {'kl_weight': 0.2}, "
+               "'agreement_weight': 1.0}")
+    if not isinstance(value, Mapping):
+        raise _fail("model_overrides", value, allowed)
+    for section in MODEL_OVERRIDE_SECTIONS:
+        if section in value and not isinstance(value[section], Mapping):
+            raise _fail(f"model_overrides.{section}", value[section], "a dict")
+    top = fields(ModelConfig) - {"kind", "modalities", "core"}
+    for key in value:
+        if key not in MODEL_OVERRIDE_SECTIONS and key not in top:
+            raise _fail("model_overrides", value, f"{allowed}; unknown key {key!r} (ModelConfig fields: {sorted(top)})")
+    for key in value.get("core", {}):
+        if key not in fields(CoreSpec):
+            raise _fail("model_overrides.core", value["core"], f"CoreSpec fields {sorted(fields(CoreSpec))}")
+    for name, changes in dict(value.get("modalities", {})).items():
+        if not isinstance(changes, Mapping):
+            raise _fail(f"model_overrides.modalities.{name}", changes, "a dict of ModalitySpec fields")
+        unknown = set(changes) - (fields(ModalitySpec) - {"name", "shape"})
+        if unknown:
+            raise _fail(f"model_overrides.modalities.{name}", dict(changes),
+                        f"ModalitySpec fields {sorted(fields(ModalitySpec) - {'name', 'shape'})}")
 
 
 def _check_env_id(env_id: Any) -> None:

@@ -1,0 +1,49 @@
+"""run.py's model_overrides: applied to the description, checked before any data, part of a run's settings."""
+import pytest
+
+from mhvae_perception import presets
+from pretrain.run import apply_model_overrides
+from pretrain.settings import SettingsError, changed_settings, check_settings
+from pretrain.run import ex
+
+
+def _cfg(**updates):
+    cfg = dict(ex.configurations[0]())  # run.py's defaults
+    cfg.update(updates)
+    return cfg
+
+
+def test_overrides_change_modality_core_and_top_level_fields():
+    base = presets.config("mnist", "mhvae")
+    out = apply_model_overrides(base, {"modalities": {"label": {"recon_weight": 50.0, "dropout": 0.3}},
+                                       "core": {"kl_weight": 0.2}, "agreement_weight": 1.5})
+    assert out.modality("label").recon_weight == 50.0 and out.modality("label").dropout == 0.3
+    assert out.modality("image") == base.modality("image")
+    assert out.core.kl_weight == 0.2 and out.core.hidden == base.core.hidden
+    assert out.agreement_weight == 1.5
+    assert apply_model_overrides(base, {}) == base
+
+
+def test_unknown_modality_is_named():
+    with pytest.raises(SettingsError, match="sound"):
+        apply_model_overrides(presets.config("mnist", "mhvae"), {"modalities": {"sound": {"recon_weight": 2.0}}})
+
+
+@pytest.mark.parametrize("bad, word", [
+    ({"agrement_weight": 1.0}, "agrement_weight"),
+    ({"core": {"kl_weigth": 0.2}}, "CoreSpec"),
+    ({"modalities": {"image": {"recon": 2.0}}}, "ModalitySpec"),
+    ({"modalities": {"image": 3}}, "modalities.image"),
+    ("agreement=1", "model_overrides"),
+])
+def test_bad_overrides_are_refused_before_any_data(bad, word):
+    with pytest.raises(SettingsError, match=word):
+        check_settings(_cfg(model_overrides=bad))
+
+
+def test_overrides_are_a_training_setting():
+    recorded = {"dataset": "mnist", "model": "mhvae", "model_overrides": {"agreement_weight": 1.0}}
+    assert "model_overrides" in changed_settings(recorded, _cfg(model_overrides={"agreement_weight": 2.0}))
+    old_record = {"dataset": "mnist", "model": "mhvae"}  # runs started before the setting existed
+    assert "model_overrides" not in changed_settings(old_record, _cfg())
+    assert "model_overrides" in changed_settings(old_record, _cfg(model_overrides={"agreement_weight": 2.0}))
