@@ -6,6 +6,8 @@ settings scaled down. Override any of them from the command line, e.g. ``with hp
 """
 from __future__ import annotations
 
+from envs import MAX_EPISODE_STEPS  # the registered time limits: one source of truth
+
 ENVS = {
     "pendulum_sound": {
         "env_id": "PendulumSound-v0",
@@ -13,7 +15,7 @@ ENVS = {
         # reference trained on the true low-dimensional state: Pendulum-v1 has identical physics and reward;
         # its episodes are made as long as PendulumSound's (300 steps)
         "state_env_id": "Pendulum-v1",
-        "episode_steps": 300,
+        "episode_steps": MAX_EPISODE_STEPS["PendulumSound-v0"],  # 300
         "timesteps": 10_000,
         # the agent sees the last 2 latents: z_c encodes the angle well but hardly the angular velocity
         # (linear-quadratic probe R^2 ~ 0.05 on an 8-epoch MHVAE), and swing-up needs the velocity
@@ -23,7 +25,7 @@ ENVS = {
         "env_id": "Hyperhot-v0",
         "algo": "dqn",
         "state_env_id": None,  # Hyperhot exposes no low-dimensional state observation
-        "episode_steps": 450,
+        "episode_steps": MAX_EPISODE_STEPS["Hyperhot-v0"],  # 450
         "timesteps": 50_000,
         "latent_stack": 2,
     },
