@@ -552,3 +552,26 @@ def test_checkpoint_with_nan_weights_is_refused_by_the_wrappers(tmp_path):
         MHVAEObservation(gym.make("PendulumSound-v0"), str(path), ("image",))
     with pytest.raises(CheckpointError, match="non-finite weights"):
         VecMHVAEObservation(DummyVecEnv([lambda: gym.make("PendulumSound-v0")]), str(path), ("image",))
+
+
+def test_vectorised_sensor_failure_at_probability_one_and_single_sensor_warning(model):
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from mhvae_perception.wrappers import VecSensorFailure
+
+    inner = VecMHVAEObservation(DummyVecEnv([lambda: gym.make("PendulumSound-v0")] * 4), model, ("image", "sound"))
+    venv = VecSensorFailure(inner, p=1.0, seed=0)  # every sensor fails: exactly one survives, uniformly
+    venv.reset()
+    counts = {("image",): 0, ("sound",): 0}
+    for _ in range(50):
+        for info in venv.step(np.zeros((4, 1), np.float32))[3]:
+            counts[info["modalities"]] += 1
+            assert len(info["failed_modalities"]) == 1
+    assert min(counts.values()) > 60  # 200 draws, 100 expected each
+    with pytest.raises(TypeError, match="directly"):
+        from stable_baselines3.common.vec_env import VecFrameStack
+
+        VecSensorFailure(VecFrameStack(inner, 2), p=0.1)
+    single = VecMHVAEObservation(DummyVecEnv([lambda: gym.make("PendulumSound-v0")]), model, ("sound",))
+    with pytest.warns(UserWarning, match="no effect with a single sensor"):
+        VecSensorFailure(single, p=0.5)
