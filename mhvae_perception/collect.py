@@ -166,9 +166,11 @@ def state_key(space: spaces.Dict) -> str:
 # policies
 # --------------------------------------------------------------------------------------------------
 def register_policy_loader(loader: Callable[[Path, gym.vector.VectorEnv], PolicyFn]) -> None:
-    """Register ``loader(path, vec_env) -> policy`` for saved agents given to :func:`collect` as a path.
+    """Register ``loader(path, vec_env) -> policy`` for saved agents (a file or a folder) given to
+    :func:`collect` as a path; ``policy(obs batch) -> action batch`` acts on the vector env's raw observations.
 
-    The loader must not execute code from the file (agents/ registers one that reads plain tensors + JSON).
+    The loader must not execute code from the file, and raises ValueError/TypeError for files it does not
+    handle (the next registered loader is tried). Loaders registered later are tried first.
     """
     if loader not in POLICY_LOADERS:
         POLICY_LOADERS.append(loader)
@@ -183,9 +185,9 @@ def make_policy(policy: Union[str, os.PathLike, PolicyFn], vec_env: gym.vector.V
         return policy, f"callable:{getattr(policy, '__qualname__', type(policy).__name__)}"
     if isinstance(policy, (str, os.PathLike)):
         path = Path(policy)
-        if not path.is_file():
-            raise FileNotFoundError(f"policy {str(policy)!r}: no such agent file; pass policy='random', a "
-                                    f"callable obs -> actions, or the path of a saved agent")
+        if not path.exists():
+            raise FileNotFoundError(f"policy {str(policy)!r}: no such agent file or folder; pass policy='random', "
+                                    f"a callable obs -> actions, or the path of a saved agent")
         if not POLICY_LOADERS:
             raise ValueError(f"policy {str(path)!r}: no safe agent loader is registered; import the package that "
                              f"provides one (it calls mhvae_perception.collect.register_policy_loader), or pass a "
@@ -193,7 +195,8 @@ def make_policy(policy: Union[str, os.PathLike, PolicyFn], vec_env: gym.vector.V
         errors = []
         for loader in reversed(POLICY_LOADERS):
             try:
-                return loader(path, vec_env), f"agent:{path.name}:sha256={_sha256(path)[:16]}"
+                digest = f":sha256={_sha256(path)[:16]}" if path.is_file() else ""
+                return loader(path, vec_env), f"agent:{path.name}{digest}"
             except (ValueError, TypeError) as err:  # this loader does not handle that file
                 errors.append(f"{getattr(loader, '__qualname__', loader)}: {err}")
         raise ValueError(f"policy {str(path)!r}: no registered loader accepted it: {'; '.join(errors)}")

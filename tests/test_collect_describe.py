@@ -267,3 +267,51 @@ def test_load_env_splits_checks_settings(toy_file, tmp_path, monkeypatch):
     monkeypatch.setenv("MHVAE_DATA_ROOT", str(tmp_path))
     splits = data.load_env_splits(TOY_ID, n_train=9, n_test=3, n_envs=1, progress=False)  # collected on demand
     assert len(splits.train) + len(splits.valid) == 9 and splits.info["path"].startswith(str(tmp_path))
+
+
+class StateSensor(gym.Env):
+    """A sensor that is itself called "state", beside a true state: the latter goes to ``_true_state``."""
+
+    state_names = ("t",)
+    observation_space = spaces.Dict({"state": spaces.Box(-10.0, 10.0, (2,), np.float32),
+                                     "bits": spaces.MultiBinary(3)})
+    action_space = spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {"state": np.array([self.t], np.float32)}
+
+    def _obs(self):
+        return {"state": np.array([self.t, -self.t], np.float32), "bits": np.array([self.t & 1, 0, 1], np.int8)}
+
+    def step(self, action):
+        self.t += 1
+        return self._obs(), 0.0, self.t >= 3, False, {"state": np.array([self.t], np.float32)}
+
+
+def test_sensor_called_state_and_policy_loader(tmp_path):
+    if "StateSensor-v0" not in gym.registry:
+        gym.register("StateSensor-v0", entry_point=StateSensor)
+    agent = tmp_path / "agent"
+    agent.mkdir()
+    seen = []
+
+    def loader(path, vec_env):
+        if path != agent:
+            raise ValueError("not mine")
+        seen.append(vec_env.num_envs)
+        return lambda obs: np.zeros(vec_env.num_envs, dtype=np.int64)
+
+    collector.register_policy_loader(loader)
+    try:
+        path = collector.collect("StateSensor-v0", 10, 4, n_envs=2, policy=agent, progress=False, path=tmp_path / "s.npz")
+    finally:
+        collector.POLICY_LOADERS.remove(loader)
+    assert seen == [2, 2]  # one policy per split
+    arrays, meta = collector.read_collected(path)
+    assert meta["state_key"] == "_true_state" and meta["policy"] == "agent:agent"
+    np.testing.assert_array_equal(arrays["train_state"][:, 0], arrays["train__true_state"][:, 0])
+    splits = data.load_env_splits("StateSensor-v0", path=path)
+    assert splits.modality_names == ("bits", "state") and splits.state_names == ("t",)  # Dict sorts its keys
+    assert torch.equal(splits.state["train"][:, 0], splits.train.tensors["state"][:, 0])
