@@ -116,3 +116,18 @@ def test_builtin_envs_through_the_generic_path(tmp_path, env_id, alias):
         for k in ("image", "sound"):
             assert torch.equal(getattr(same, split).tensors[k], getattr(splits, split).tensors[k])
         assert torch.equal(same.state[split], splits.state[split])
+
+
+PRESETS_BEFORE = json.loads((__import__("pathlib").Path(__file__).parent / "data" / "env_presets_before.json").read_text())
+
+
+@pytest.mark.parametrize("key", sorted(PRESETS_BEFORE))
+def test_registered_presets_match_the_networks_results_were_measured_with(key):
+    """tests/data/env_presets_before.json holds the modality/core descriptions and the state-dict keys and shapes
+    built by presets.py before the presets moved to envs/presets.py (commit d68f2fa); they must not change."""
+    alias, kind = key.split("/")
+    before = PRESETS_BEFORE[key]
+    cfg = presets.config(alias, kind).to_dict()
+    assert cfg["modalities"] == before["config"]["modalities"] and cfg["core"] == before["config"]["core"]
+    got = {k: list(v.shape) for k, v in presets.build_model(alias, kind).state_dict().items()}
+    assert got == before["state_dict"]
