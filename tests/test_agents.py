@@ -294,3 +294,29 @@ def test_interrupted_training_resumes_from_the_last_save(checkpoint, tmp_path):
     train_agent("pendulum_sound", "image", str(checkpoint), timesteps=100, log=logs.append,
                 **{**common, "seed": 1, "keep_resume": False})
     assert not (out / "resume").exists()  # removed once the agent is saved
+
+
+def test_collection_policy_acts_like_the_agent_on_raw_observations(checkpoint, trained, tmp_path):
+    import gymnasium as gym
+
+    import agents  # noqa: F401  (registers the loader)
+    from agents.policy_loader import collection_policy
+    from mhvae_perception import collect as collector
+
+    out, _, _ = trained
+    assert collection_policy in collector.POLICY_LOADERS
+    gvec = gym.vector.SyncVectorEnv([lambda: gym.make("PendulumSound-v0")] * 2)
+    policy = collection_policy(out, gvec)
+    obs, _ = gvec.reset(seed=5)
+    sb3 = make_vec_env("pendulum_sound", "image", str(checkpoint), n_envs=2, seed=5, n_stack=2)
+    sobs = sb3.reset()
+    agent, _ = load_agent(out, device="cpu")
+    for _ in range(3):  # the same actions as SB3's VecFrameStack over the latent wrapper
+        a1, a2 = policy(obs), agent.predict(sobs, deterministic=True)[0]
+        np.testing.assert_allclose(a1, a2, atol=1e-4)
+        obs, *_ = gvec.step(a1)
+        sobs, *_ = sb3.step(a2)
+    path = collector.collect("PendulumSound-v0", 20, 10, n_envs=2, policy=out, progress=False, path=tmp_path / "c.npz")
+    assert collector.read_collected(path)[1]["policy"].startswith("agent:")
+    with pytest.raises(ValueError, match="not an agent folder"):
+        collection_policy(tmp_path, gvec)
