@@ -319,7 +319,7 @@ def collect(env_id: str, n_train: Optional[int] = None, n_test: Optional[int] = 
             progress: bool = True, path: Optional[Union[str, os.PathLike]] = None) -> Path:
     """Collect ``n_train`` + ``n_test`` observations of ``env_id`` and write them to one ``.npz``; returns its path.
 
-    ``env_id`` may be ``"module:EnvId"``. ``policy``: ``"random"`` (the vector action space's ``sample``), a
+    ``env_id`` may be ``"module:EnvId"`` or a registered preset's alias. ``policy``: ``"random"`` (the vector action space's ``sample``), a
     callable ``obs batch -> action batch``, or the path of a saved agent read by a registered loader
     (:func:`register_policy_loader`). ``path`` defaults to :func:`default_path`. The file is written to a
     temporary name and renamed (atomic). Metadata keys: ``format_version``, ``env_id``, ``env_kwargs``,
@@ -328,7 +328,9 @@ def collect(env_id: str, n_train: Optional[int] = None, n_test: Optional[int] = 
     ``state_names`` (or null), ``state_key``, ``settings`` (as :func:`collection_settings`), ``versions``
     (mhvae_perception, gymnasium, numpy, python), ``collect_seconds``.
     """
-    env_id = resolve_env_id(env_id)
+    from .presets import resolve_env_name
+
+    env_id = resolve_env_id(resolve_env_name(env_id))  # a preset alias, "module:EnvId" or an id
     settings = collection_settings(env_id, n_train, n_test, seed, env_kwargs, policy, n_envs)
     probe = gym.make(env_id, **settings["env_kwargs"])
     space = probe.observation_space
