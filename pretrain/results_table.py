@@ -124,3 +124,21 @@ def elbo_terms_table(elbo_terms: Mapping, splits: Sequence[str] = ("valid", "tes
     lines += [f"| {s} | " + " | ".join(f"{elbo_terms[s]['terms'].get(k, float('nan')):.2f}" for k in names) + " |"
               for s in splits]
     return lines
+
+
+def run_results_markdown(metrics: Mapping) -> list[str]:
+    """A run's results.md from its metrics.json content: the test rows beside the paper's, then the mean ELBO
+    terms."""
+    budget = {"epochs": metrics["train_epochs"] if metrics["train_epochs"] is not None else "?",
+              "max_train_batches": metrics.get("max_train_batches"), "eval_samples": metrics["num_samples"],
+              "test_points": metrics["test_points"]}
+    ours = {metrics["model"]: ours_from_metrics(metrics, budget)}
+    terms = metrics["elbo_terms"]
+    return [f"# {metrics['dataset']} / {metrics['model']}: test log-likelihoods", "",
+            f"Held-out test split, {metrics['test_points']} of {metrics['test_split_size']} points, "
+            f"K = {metrics['num_samples']} importance samples; x1 = {metrics['modalities']['x1']}, "
+            f"x2 = {metrics['modalities']['x2']}; checkpoint `{metrics['checkpoint']}`.", "",
+            *comparison_table(metrics["dataset"], ours), "",
+            f"Single-sample ELBO terms (unweighted, every modality given; means per data point, nats) on "
+            f"{terms['valid']['points']} validation and {terms['test']['points']} test points:", "",
+            *elbo_terms_table(terms)]

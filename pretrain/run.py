@@ -398,7 +398,7 @@ def evaluate_model(model, splits: data.DatasetSplits, cfg: dict, out_dir, checkp
         probes = importlib.import_module("mhvae_perception.probes")
         metrics["probes"] = probes.transfer_probes(model, splits, out_dir, seed=int(cfg["eval_seed"]), writer=writer)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
-    lines = results_markdown(metrics, checkpoint)
+    lines = results_table.run_results_markdown(metrics)
     (out_dir / "results.md").write_text("\n".join(lines) + "\n")
     log("\n".join(lines))
     for r in rows:
@@ -413,23 +413,6 @@ def evaluate_model(model, splits: data.DatasetSplits, cfg: dict, out_dir, checkp
         writer.add_hparams(hparams, {f"hparam/test/{r['row']}": r["value"] for r in rows}, run_name="hparams")
         writer.flush()
     return metrics
-
-
-def results_markdown(metrics: dict, checkpoint) -> list[str]:
-    """results.md: the test rows beside the paper's, then the mean ELBO terms."""
-    budget = {"epochs": metrics["train_epochs"] if metrics["train_epochs"] is not None else "?",
-              "max_train_batches": metrics.get("max_train_batches"), "eval_samples": metrics["num_samples"],
-              "test_points": metrics["test_points"]}
-    ours = {metrics["model"]: results_table.ours_from_metrics(metrics, budget)}
-    terms = metrics["elbo_terms"]
-    return [f"# {metrics['dataset']} / {metrics['model']}: test log-likelihoods", "",
-            f"Held-out test split, {metrics['test_points']} of {metrics['test_split_size']} points, "
-            f"K = {metrics['num_samples']} importance samples; x1 = {metrics['modalities']['x1']}, "
-            f"x2 = {metrics['modalities']['x2']}; checkpoint `{checkpoint}`.", "",
-            *results_table.comparison_table(metrics["dataset"], ours), "",
-            f"Single-sample ELBO terms (unweighted, every modality given; means per data point, nats) on "
-            f"{terms['valid']['points']} validation and {terms['test']['points']} test points:", "",
-            *results_table.elbo_terms_table(terms)]
 
 
 # ------------------------------------------------------------------------------------------------ entry points
