@@ -5,6 +5,7 @@ time limits to registration (``max_episode_steps``) and their frame stacking to 
 ``FrameStackObservation``: for a fixed reset seed and a fixed action sequence it holds a SHA-256 of every
 image observation (float32 bytes), a weighted checksum of the sound observations, the rewards and the episode
 ends, and the observation spaces' shapes, dtypes and bounds. The same rollouts must give the same values now.
+(Recorded by running this file's ``rollout`` against the environments of commit d68f2fa.)
 """
 from __future__ import annotations
 
@@ -33,8 +34,9 @@ def rollout(env_id: str, n_steps: int, seed: int, action_seed: int, make_kwargs:
         image = np.asarray(obs["image"])
         assert image.dtype == np.float32 and obs["sound"].dtype == np.float32
         digest.update(image.tobytes())
-        sound = np.asarray(obs["sound"], dtype=np.float64)
-        sound_check += (k + 1) * float(sound.sum()) + float(np.abs(sound).sum())
+        sound = np.asarray(obs["sound"], dtype=np.float64).ravel()
+        weights = 1.0 + (np.arange(sound.size) % 97) / 97.0  # position-dependent: frame order and layout count
+        sound_check += (k + 1) * float(sound @ weights) + float(np.abs(sound).sum())
 
     obs, _ = env.reset(seed=seed)
     add(obs, 0)
@@ -82,5 +84,5 @@ def test_observation_and_reward_sequence_unchanged(env_id: str, index: int, how:
     assert got["ends"] == rec["ends"]
     assert got["rewards_sha256"] == rec["rewards_sha256"]
     assert got["image_sha256"] == rec["image_sha256"]
-    # sounds go through exp/sqrt, whose last bit may differ between numpy builds: compare to 1e-9 relative
-    assert got["sound_checksum"] == pytest.approx(rec["sound_checksum"], rel=1e-9)
+    # sounds go through exp/sqrt, whose last bit may differ between numpy builds: compare to 1e-7 relative
+    assert got["sound_checksum"] == pytest.approx(rec["sound_checksum"], rel=1e-7)
