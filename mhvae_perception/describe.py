@@ -213,8 +213,9 @@ def infer_modality(name: str, space: spaces.Space, statistics: Mapping[str, Any]
     return spec, f"MultiBinary {layout.model_shape}; likelihood bernoulli; mlp [64, 64], latent {latent}"
 
 
-def _apply_overrides(modalities: list[ModalitySpec], core: CoreSpec, overrides: Mapping[str, Any],
-                     say: Callable[[str], None]) -> tuple[list[ModalitySpec], CoreSpec, dict]:
+def apply_overrides(modalities: list[ModalitySpec], core: CoreSpec, overrides: Mapping[str, Any],
+                    say: Callable[[str], None]) -> tuple[list[ModalitySpec], CoreSpec, dict]:
+    """Split ``overrides`` into changed modality specs, a changed core and the remaining ModelConfig fields."""
     names = [m.name for m in modalities]
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"kind", "modalities", "core"}
     spec_fields = {f.name for f in dataclasses.fields(ModalitySpec)} - {"name"}
@@ -272,7 +273,7 @@ def infer_model_config(observation_space: spaces.Dict, train_arrays: Optional[Ma
         say(f"  {name}: {sub} -> {why}")
     core = CoreSpec(max(m.latent_dim for m in modalities), (256, 256, 256))
     say(f"  core: z_c size {core.latent_dim} (largest modality latent), MLP {list(core.hidden)}")
-    modalities, core, rest = _apply_overrides(modalities, core, dict(overrides or {}), say)
+    modalities, core, rest = apply_overrides(modalities, core, dict(overrides or {}), say)
     if kind != "mhvae":
         core = dataclasses.replace(core, hidden=())
         say(f"  {kind}: one latent of size {core.latent_dim}, modality networks fused by one linear layer")

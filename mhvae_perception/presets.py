@@ -151,14 +151,19 @@ def config_for_env(env_id: str, splits: Any, kind: str = "mhvae", **overrides: A
     ``splits``, a :class:`~mhvae_perception.data.DatasetSplits`) if any, else one inferred from the
     observation space and the training statistics recorded in ``splits.info`` (printing every choice).
 
-    ``overrides``: :class:`ModelConfig` fields (``warmup_modality_epochs``, ``jmvae_alpha``, ...); for an
-    inferred description also ``{sensor: {ModalitySpec field: value}}`` and ``core={CoreSpec field: value}``.
+    ``overrides``: :class:`ModelConfig` fields (``warmup_modality_epochs``, ``jmvae_alpha``, ...),
+    ``{sensor: {ModalitySpec field: value}}`` and ``core={CoreSpec field: value}`` (for a preset too; for
+    baselines the core's latent size is the preset's ``baseline_latent``).
     """
     preset = env_preset(env_id)
     normalisation = getattr(splits, "normalisation", None) or {}
     if preset is not None:
-        cfg = _env_config(preset, kind, overrides.pop("warmup_modality_epochs", 0.0),
-                          overrides.pop("warmup_core_epochs", 0.0), **overrides)
+        from .describe import apply_overrides
+
+        modalities, core, rest = apply_overrides(list(preset.modalities), preset.core, overrides, lambda _m: None)
+        preset = dataclasses.replace(preset, modalities=tuple(modalities), core=core)
+        cfg = _env_config(preset, kind, rest.pop("warmup_modality_epochs", 0.0), rest.pop("warmup_core_epochs", 0.0),
+                          **rest)
         for name, stats in normalisation.items():
             cfg = cfg.replace_modality(name, normalisation=Normalisation(_listify(stats["mean"]), _listify(stats["std"])))
         return cfg

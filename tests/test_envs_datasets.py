@@ -131,3 +131,15 @@ def test_registered_presets_match_the_networks_results_were_measured_with(key):
     assert cfg["modalities"] == before["config"]["modalities"] and cfg["core"] == before["config"]["core"]
     got = {k: list(v.shape) for k, v in presets.build_model(alias, kind).state_dict().items()}
     assert got == before["state_dict"]
+
+
+def test_preset_overrides(tmp_path):
+    splits = data.load_env_splits("PendulumSound-v0", path=tmp_path / "d.npz", n_train=12, n_test=4, n_envs=1,
+                                  progress=False)
+    cfg = presets.config_for_env("PendulumSound-v0", splits, "mhvae", sound={"latent_dim": 3}, core={"latent_dim": 4},
+                                 warmup_core_epochs=7.0, agreement_weight=0.5)
+    assert cfg.modality("sound").latent_dim == 3 and cfg.core.latent_dim == 4 and cfg.warmup_core_epochs == 7.0
+    assert cfg.modality("image") == presets.config("pendulum_sound").modality("image")
+    assert cfg.modality("sound").normalisation is not None
+    with pytest.raises(ValueError, match="unknown override 'sonud'"):
+        presets.config_for_env("PendulumSound-v0", splits, sonud={"latent_dim": 3})
