@@ -1,7 +1,7 @@
 """The safe saved-agent loader for data collection (``mhvae_perception.collect.collect(..., policy=AGENT_DIR)``).
 
-Importing :mod:`agents` registers :func:`collection_policy` with
-:func:`mhvae_perception.collect.register_policy_loader`. The agent folder is read with
+:func:`register` registers :func:`collection_policy` with :func:`mhvae_perception.collect.register_policy_loader`
+(explicitly: importing the package changes nothing in the collector); :func:`unregister` removes it. The agent folder is read with
 :func:`agents.common.load_agent` (JSON + tensor-only weights, nothing executed; the MHVAE checkpoint's SHA-256 is
 checked). The returned policy acts on the vector env's raw Dict observations: they are encoded by the agent's
 MHVAE from its training modalities (:class:`~mhvae_perception.wrappers.ObservationAdapter` checks and
@@ -68,3 +68,11 @@ def register() -> None:
     from mhvae_perception.collect import register_policy_loader
 
     register_policy_loader(collection_policy)
+
+
+def unregister() -> None:
+    """Remove :func:`collection_policy` from the collector's loaders (if registered)."""
+    from mhvae_perception.collect import POLICY_LOADERS
+
+    if collection_policy in POLICY_LOADERS:
+        POLICY_LOADERS.remove(collection_policy)

@@ -299,12 +299,10 @@ def test_interrupted_training_resumes_from_the_last_save(checkpoint, tmp_path):
 def test_collection_policy_acts_like_the_agent_on_raw_observations(checkpoint, trained, tmp_path):
     import gymnasium as gym
 
-    import agents  # noqa: F401  (registers the loader)
-    from agents.policy_loader import collection_policy
+    from agents.policy_loader import collection_policy, register, unregister
     from mhvae_perception import collect as collector
 
     out, _, _ = trained
-    assert collection_policy in collector.POLICY_LOADERS
     gvec = gym.vector.SyncVectorEnv([lambda: gym.make("PendulumSound-v0")] * 2)
     policy = collection_policy(out, gvec)
     obs, _ = gvec.reset(seed=5)
@@ -316,7 +314,13 @@ def test_collection_policy_acts_like_the_agent_on_raw_observations(checkpoint, t
         np.testing.assert_allclose(a1, a2, atol=1e-4)
         obs, *_ = gvec.step(a1)
         sobs, *_ = sb3.step(a2)
-    path = collector.collect("PendulumSound-v0", 20, 10, n_envs=2, policy=out, progress=False, path=tmp_path / "c.npz")
+    register()
+    try:
+        path = collector.collect("PendulumSound-v0", 20, 10, n_envs=2, policy=out, progress=False,
+                                 path=tmp_path / "c.npz")
+    finally:
+        unregister()
+    assert collection_policy not in collector.POLICY_LOADERS
     assert collector.read_collected(path)[1]["policy"].startswith("agent:")
     with pytest.raises(ValueError, match="not an agent folder"):
         collection_policy(tmp_path, gvec)
