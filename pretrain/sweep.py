@@ -42,7 +42,9 @@ def command(env_id: str, epochs: int, name: str, settings: dict, extra: list[str
     """The run.py command of one variant (settings given as sacred ``key=value`` with Python literals)."""
     updates = {"env_id": env_id, "epochs": epochs, "tag": f"sweep-{name}", "num_threads": 1, "progress": False,
                **settings}
-    return [sys.executable, "pretrain/run.py", "with", *(f"{k}={v!r}" for k, v in updates.items()), *extra]
+    # sacred reads bare words as strings and other values as Python literals (JSON-style dicts read the same)
+    literal = lambda v: v if isinstance(v, str) else json.dumps(v) if isinstance(v, dict) else repr(v)  # noqa: E731
+    return [sys.executable, "pretrain/run.py", "with", *(f"{k}={literal(v)}" for k, v in updates.items()), *extra]
 
 
 def run_dir(env_id: str, name: str) -> Path:
