@@ -417,8 +417,10 @@ def evaluate_model(model, splits: data.DatasetSplits, cfg: dict, out_dir, checkp
 
 # ------------------------------------------------------------------------------------------------ entry points
 @ex.main
-def main(_run, _config):
+def main(_run, _config, model_overrides):
     """Train with the paper's protocol (continuing run_dir if it has a last checkpoint), then evaluate."""
+    # model_overrides is a parameter so that sacred accepts entries added inside it (model_overrides.core.kl_weight);
+    # sacred refuses other added entries (typos) as usual.
     cfg = dict(_config)
     summary = train(cfg, _run, log=tqdm.write if cfg["progress"] else print)  # tqdm.write keeps the bar intact
     return summary.get("metrics", {}).get("values", summary.get("best_valid_elbo"))

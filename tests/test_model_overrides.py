@@ -47,3 +47,20 @@ def test_overrides_are_a_training_setting():
     old_record = {"dataset": "mnist", "model": "mhvae"}  # runs started before the setting existed
     assert "model_overrides" not in changed_settings(old_record, _cfg())
     assert "model_overrides" in changed_settings(old_record, _cfg(model_overrides={"agreement_weight": 2.0}))
+
+
+def test_command_line_accepts_nested_overrides_and_still_refuses_typos(tmp_path):
+    """sacred refuses entries added to the config; those inside model_overrides are meant to be added."""
+    import subprocess
+    import sys
+
+    base = [sys.executable, "pretrain/run.py", "print_config", "with", f"run_dir={tmp_path}"]
+    ok = subprocess.run(base + ['model_overrides={"core": {"kl_weight": 0.2}}'], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    # print_config does not run main; the main command is what users run:
+    ran = subprocess.run([sys.executable, "pretrain/run.py", "with", f"run_dir={tmp_path}", "epochs=-1",
+                          'model_overrides={"core": {"kl_weight": 0.2}}'], capture_output=True, text=True)
+    assert "ConfigAddedError" not in ran.stderr and "epochs" in ran.stderr  # got as far as the settings check
+    typo = subprocess.run([sys.executable, "pretrain/run.py", "with", f"run_dir={tmp_path}", "epochz=3"],
+                          capture_output=True, text=True)
+    assert "ConfigAddedError" in typo.stderr
