@@ -14,7 +14,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import gymnasium as gym
 import numpy as np
@@ -24,8 +24,7 @@ from gymnasium import spaces
 import envs  # noqa: F401  (registers the environments)
 from agents.config import ENVS, HYPERPARAMS, parse_modalities
 from mhvae_perception.experiment import resolve_device
-from mhvae_perception.wrappers import (MHVAEObservation, VecMHVAEObservation, VecSensorFailure, file_sha256,
-                                       resolve_model)
+from mhvae_perception.wrappers import VecMHVAEObservation, VecSensorFailure, file_sha256, resolve_model
 
 ALGOS = ("sac", "dqn")
 AGENT_FORMAT = "mhvae-agent/1"

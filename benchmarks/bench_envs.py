@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # Pendulum-v1's rgb_array renderer initialises pygame's display
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import gymnasium as gym  # noqa: E402
+import gymnasium as gym
 
-import envs  # noqa: E402,F401
+import envs  # noqa: F401
 
 
 def steps_per_second(env_id: str, n_steps: int, render: bool = False, **kwargs) -> float:

@@ -19,14 +19,12 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mhvae_perception import estimators, presets  # noqa: E402
-from mhvae_perception.model import Query  # noqa: E402
+from mhvae_perception import estimators, presets
+from mhvae_perception.model import Query
 
 TABLE1_POINTS, TABLE1_K = 10_500, 5000
 

@@ -10,21 +10,16 @@ Targets (issue): wrapper adds < 0.5 ms/step; wrapped SAC >= 70 % of state-based 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
-import gymnasium as gym  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import gymnasium as gym
+import numpy as np
+import torch
 
-import envs  # noqa: E402,F401
-from mhvae_perception import presets  # noqa: E402
-from mhvae_perception.wrappers import MHVAEObservation, VecMHVAEObservation, resolve_model  # noqa: E402
+import envs  # noqa: F401
+from mhvae_perception import presets
+from mhvae_perception.wrappers import MHVAEObservation, VecMHVAEObservation, resolve_model
 
 
 def steps_per_s(env, n: int, vec: bool = False) -> float:

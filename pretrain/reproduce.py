@@ -103,8 +103,8 @@ def _summary_lines(dataset: str, entry: dict) -> list[str]:
               f"{b.get('eval_samples')} on {b.get('test_points')} of {b.get('test_split_size')} test points; "
               f"seed {b.get('seed')}.", ""]
     if dataset == "celeba" and b.get("test_split_size") not in (None, 19962):
-        lines += [f"Data: the CelebA subset found (not the full dataset with its official partition), split 85/15 "
-                  f"with a seed; 64x64 crops, Bernoulli likelihood.", ""]
+        lines += ["Data: the CelebA subset found (not the full dataset with its official partition), split 85/15 "
+                  "with a seed; 64x64 crops, Bernoulli likelihood.", ""]
     walls = []
     for m in models:
         r = entry["models"][m]
