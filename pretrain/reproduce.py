@@ -12,7 +12,7 @@ folder is never deleted unless ``--restart`` is given); a finished run evaluated
 not run again. docs/RESULTS.md gets a model's numbers only once its run has completed: for every row of the
 paper's Tables 1-3, the paper's three columns (pretrain/paper.py) beside ours, with standard errors and the
 differences ours MHVAE - paper MHVAE and ours MHVAE - ours JMVAE. Results of the other datasets already in
-RESULTS.md are kept (they are stored in a JSON block at the end of the file).
+RESULTS.md are kept (their numbers are stored in docs/RESULTS.json).
 """
 from __future__ import annotations
 
@@ -33,25 +33,37 @@ from pretrain.run import ex
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "RESULTS.md"
 MODELS = ("mhvae", "jmvae", "mvae")
-DATA_MARK = "<!-- reproduce-data"
+LEGACY_DATA_MARK = "<!-- reproduce-data"
+END_MARK = "<!-- end of the tables written by pretrain/reproduce.py; what follows is kept -->"
 
 
 # ------------------------------------------------------------------------------------------------ storage
+def store_path(results: Path) -> Path:
+    """The measured numbers behind ``results`` (``docs/RESULTS.md`` -> ``docs/RESULTS.json``)."""
+    return results.with_suffix(".json")
+
+
 def load_store(results: Path = RESULTS) -> dict:
-    if not results.is_file():
-        return {}
-    m = re.search(re.escape(DATA_MARK) + r"\n(.*?)\n-->", results.read_text(), re.S)
-    return json.loads(m.group(1)) if m else {}
+    if store_path(results).is_file():
+        return json.loads(store_path(results).read_text())
+    if results.is_file():  # written before the numbers had their own file: a JSON block inside the Markdown
+        m = re.search(re.escape(LEGACY_DATA_MARK) + r"\n(.*?)\n-->", results.read_text(), re.S)
+        return json.loads(m.group(1)) if m else {}
+    return {}
 
 
 def write_results(store: dict, results: Path = RESULTS) -> None:
-    """Re-render the tables; sections other tools appended after the data block are kept as they are."""
-    tail = ""
-    if results.is_file():
-        m = re.search(re.escape(DATA_MARK) + r"\n.*?\n-->\n", results.read_text(), re.S)
-        tail = results.read_text()[m.end():] if m else ""
+    """Write the numbers (``store_path``) and re-render the tables; what other tools wrote after the tables'
+    end mark is kept as it is."""
+    text = results.read_text() if results.is_file() else ""
+    legacy = re.search(re.escape(LEGACY_DATA_MARK) + r"\n.*?\n-->\n", text, re.S)
+    if END_MARK + "\n" in text:
+        tail = text[text.index(END_MARK + "\n") + len(END_MARK) + 1:]
+    else:  # the layout before docs/RESULTS.json: other sections followed the JSON block
+        tail = text[legacy.end():] if legacy else ""
     results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(render(store) + tail)
+    store_path(results).write_text(json.dumps(store, indent=1, sort_keys=True) + "\n")
+    results.write_text(render(store) + "\n" + END_MARK + "\n" + tail)
 
 
 # ------------------------------------------------------------------------------------------------ rendering
@@ -82,7 +94,6 @@ def render(store: dict) -> str:
                 for m, r in entry["models"].items()}
         out += results_table.comparison_table(dataset, ours) + [""]
         out += _summary_lines(dataset, entry)
-    out += [DATA_MARK, json.dumps(store, indent=1, sort_keys=True), "-->", ""]
     return "\n".join(out)
 
 

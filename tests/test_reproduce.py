@@ -124,3 +124,21 @@ def test_render_only_keeps_old_entries_and_appended_sections(tmp_path):
     text = results.read_text()
     assert "| log p(x1) | x1 | -90.19 | — | -89.05 | -121.84 | -32.79 |" in text
     assert text.rstrip().endswith("kept") and reproduce.load_store(results) == old
+
+
+def test_numbers_live_in_a_json_file_beside_the_markdown(tmp_path):
+    """No JSON inside the Markdown; a results file in the older layout (JSON block) is read and migrated."""
+    results = tmp_path / "RESULTS.md"
+    store = {"mnist": {"command": "c", "date": "d", "full": False, "machine": "m",
+                       "budget": {"epochs": 1, "eval_samples": 10, "test_points": 5, "test_split_size": 10500},
+                       "models": {"mhvae": {"values": {"log p(x1) | x1": -100.0}, "wall_s": 1.0}}}}
+    legacy = reproduce.render(store) + f"{reproduce.LEGACY_DATA_MARK}\n{json.dumps(store)}\n-->\n\n## Appended\n\nkept\n"
+    results.write_text(legacy)
+    assert reproduce.load_store(results) == store
+    reproduce.write_results(reproduce.load_store(results), results)
+    text = results.read_text()
+    assert "reproduce-data" not in text and '"models"' not in text
+    assert json.loads(reproduce.store_path(results).read_text()) == store
+    assert text.rstrip().endswith("kept") and text.count("## Appended") == 1
+    reproduce.write_results(store, results)  # a second write keeps the appended section once
+    assert results.read_text().count("## Appended") == 1
