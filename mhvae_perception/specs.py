@@ -9,7 +9,7 @@ import dataclasses
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, Literal, Mapping, Optional, Sequence
 
 Likelihood = Literal["bernoulli", "categorical", "gaussian"]
 LIKELIHOODS = ("bernoulli", "categorical", "gaussian")
@@ -159,6 +159,21 @@ class ModelConfig:
         self.modality(name)
         mods = tuple(dataclasses.replace(m, **changes) if m.name == name else m for m in self.modalities)
         return dataclasses.replace(self, modalities=mods)
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> "ModelConfig":
+        """A copy with ``{"modalities": {name: {ModalitySpec field: value}}, "core": {CoreSpec field: value},
+        <ModelConfig field>: value}`` applied (e.g. ``{"modalities": {"sound": {"recon_weight": 100.0}}}``);
+        unknown modalities or fields raise ValueError naming them."""
+        overrides = dict(overrides)
+        config = self
+        try:
+            for name, changes in dict(overrides.pop("modalities", {})).items():
+                config = config.replace_modality(name, **changes)
+            if "core" in overrides:
+                config = dataclasses.replace(config, core=dataclasses.replace(config.core, **overrides.pop("core")))
+            return dataclasses.replace(config, **overrides)
+        except TypeError as err:  # dataclasses.replace with an unknown field
+            raise ValueError(f"cannot apply overrides: {err}") from None
 
     def to_dict(self) -> dict:
         return _jsonable(dataclasses.asdict(self))

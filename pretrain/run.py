@@ -14,7 +14,6 @@ refused (see docs/PRETRAIN.md).
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import importlib.util
 import json
@@ -112,22 +111,11 @@ def model_from_settings(cfg: dict, splits: data.DatasetSplits):
         if splits.normalisation:
             kwargs["normalisation"] = splits.normalisation
         description = presets.config(splits.name, model=cfg["model"], **kwargs)
-    return registry.build_model(apply_model_overrides(description, cfg.get("model_overrides") or {}))
-
-
-def apply_model_overrides(description: ModelConfig, overrides: dict) -> ModelConfig:
-    """``description`` with ``model_overrides`` applied (modality fields, core fields, top-level fields); unknown
-    modalities or fields raise a SettingsError naming them."""
-    overrides = dict(overrides)
     try:
-        for name, fields in dict(overrides.pop("modalities", {})).items():
-            description = description.replace_modality(name, **fields)
-        if "core" in overrides:
-            description = dataclasses.replace(description, core=dataclasses.replace(description.core,
-                                                                                    **overrides.pop("core")))
-        return dataclasses.replace(description, **overrides)
-    except (TypeError, ValueError, KeyError) as err:
-        raise SettingsError(f"setting model_overrides={overrides!r}: {err}") from None
+        description = description.with_overrides(cfg.get("model_overrides") or {})
+    except (ValueError, KeyError) as err:
+        raise SettingsError(f"setting model_overrides={cfg.get('model_overrides')!r}: {err}") from None
+    return registry.build_model(description)
 
 
 def to_device(batch: dict, device) -> dict:

@@ -2,7 +2,6 @@
 import pytest
 
 from mhvae_perception import presets
-from pretrain.run import apply_model_overrides
 from pretrain.settings import SettingsError, changed_settings, check_settings
 from pretrain.run import ex
 
@@ -15,18 +14,18 @@ def _cfg(**updates):
 
 def test_overrides_change_modality_core_and_top_level_fields():
     base = presets.config("mnist", "mhvae")
-    out = apply_model_overrides(base, {"modalities": {"label": {"recon_weight": 50.0, "dropout": 0.3}},
+    out = base.with_overrides({"modalities": {"label": {"recon_weight": 50.0, "dropout": 0.3}},
                                        "core": {"kl_weight": 0.2}, "agreement_weight": 1.5})
     assert out.modality("label").recon_weight == 50.0 and out.modality("label").dropout == 0.3
     assert out.modality("image") == base.modality("image")
     assert out.core.kl_weight == 0.2 and out.core.hidden == base.core.hidden
     assert out.agreement_weight == 1.5
-    assert apply_model_overrides(base, {}) == base
+    assert base.with_overrides({}) == base
 
 
 def test_unknown_modality_is_named():
-    with pytest.raises(SettingsError, match="sound"):
-        apply_model_overrides(presets.config("mnist", "mhvae"), {"modalities": {"sound": {"recon_weight": 2.0}}})
+    with pytest.raises((ValueError, KeyError), match="sound"):
+        presets.config("mnist", "mhvae").with_overrides({"modalities": {"sound": {"recon_weight": 2.0}}})
 
 
 @pytest.mark.parametrize("bad, word", [
