@@ -331,7 +331,7 @@ class MHVAE(MultimodalVAE):
                ) -> dict[str, torch.Tensor]:
         """Per-data-point ELBO pieces with one reparameterised sample each (all modalities present).
 
-        With ``agreement``, also ``agree/<m>`` = KL(q(z_c | h_m only) || stopgrad(q(z_c | all h))). The core
+        With ``agreement``, also ``agree/<m>`` = KL(stopgrad(q(z_c | all h)) || q(z_c | h_m only)). The core
         encoder then runs once on the MRD input, the N single-modality inputs and the all-modality input
         stacked along the batch, so that BatchNorm sees one batch and updates its statistics once per step.
         """
@@ -346,7 +346,7 @@ class MHVAE(MultimodalVAE):
             mu_c, logvar_c = mus[0], logvars[0]
             target = (mus[-1].detach(), logvars[-1].detach())  # the all-modality posterior is a fixed target
             for i, name in enumerate(self.modality_names):
-                terms[f"agree/{name}"] = gaussian_kl(mus[1 + i], logvars[1 + i], *target)
+                terms[f"agree/{name}"] = gaussian_kl(*target, mus[1 + i], logvars[1 + i])
         else:
             mu_c, logvar_c = self.core_posterior(hidden, keep)
         z_c = reparameterise(mu_c, logvar_c)
@@ -364,8 +364,11 @@ class MHVAE(MultimodalVAE):
 
         With ``config.agreement_weight`` γ > 0 (an extension beyond the paper, in the spirit of the authors'
         follow-up alignment term; off by default) the loss adds
-        γ · Σ_i KL(q(z_c | h_i only) ‖ stopgrad(q(z_c | all h))), batch mean, logged as ``agree/<m>``: it pulls
-        each single-modality core posterior towards the all-modality one without moving the latter.
+        γ · Σ_i KL(stopgrad(q(z_c | all h)) ‖ q(z_c | h_i only)), batch mean, logged as ``agree/<m>``: it pulls
+        each single-modality core posterior towards the all-modality one without moving the latter. The
+        direction is JMVAE-kl's (the single-sensor posterior must cover the joint one): the reverse,
+        KL(q(z_c | h_i) ‖ q(z_c | all h)), was measured to explode (10^4 nats) as the joint posterior sharpens and
+        to ruin the cross-sensor agreement it was meant to give (docs/TRANSFER.md, sweep).
         """
         x = self.prepare(batch, self.modality_names)
         keep = self.sample_keep_mask(next(iter(x.values())).shape[0]) if self.training else None

@@ -38,13 +38,13 @@ def loss_with(model, batch, gamma, seed=5):
 
 
 def hand_agreement(model, batch, detach=True):
-    """Σ_i KL(q(z_c | h_i only) ‖ q(z_c | all h)), batch mean, by the model's public pieces."""
+    """Σ_i KL(q(z_c | all h) ‖ q(z_c | h_i only)), batch mean, by the model's public pieces."""
     x = model.prepare(batch)
     hidden = {n: model.modality_posterior(n, x[n])[0] for n in model.modality_names}
     mu, logvar = model.core_posterior(hidden)
     if detach:
         mu, logvar = mu.detach(), logvar.detach()
-    per = {n: gaussian_kl(*model.core_posterior({n: hidden[n]}), mu, logvar).mean() for n in model.modality_names}
+    per = {n: gaussian_kl(mu, logvar, *model.core_posterior({n: hidden[n]})).mean() for n in model.modality_names}
     return sum(per.values()), per
 
 
