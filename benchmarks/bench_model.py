@@ -114,7 +114,7 @@ def resident_mib() -> float:
 
 def peak_memory_child(num_samples: int, points: int) -> None:
     """Resident memory sampled every 2 ms while the five rows are estimated, relative to just before."""
-    model = presets.build_model("mnist").eval()
+    model = presets.build("mnist").eval()
     batch = mnist_batch(points, seed=3)
     base, peak, done = resident_mib(), [0.0], threading.Event()
 
@@ -156,7 +156,7 @@ def main() -> None:
     peak = matmul_peak()
     print(f"float32 matmul peak (4096^3): {peak:.1f} GFLOP/s")
 
-    model = presets.build_model("mnist", "mhvae")
+    model = presets.build("mnist", "mhvae")
     mhvae_step = training_step(model)
     for _ in range(5):
         mhvae_step()

@@ -65,7 +65,7 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    model = resolve_model(args.checkpoint)[0] if args.checkpoint else presets.build_model("pendulum_sound").eval()
+    model = resolve_model(args.checkpoint)[0] if args.checkpoint else presets.build("pendulum_sound").eval()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); model: {args.checkpoint or 'random init'}")
 
     raw = steps_per_s(gym.make("PendulumSound-v0"), args.steps)

@@ -1,7 +1,7 @@
 """Model descriptions: the paper's networks (MNIST, FashionMNIST, CelebA) and environment presets.
 
-``config("mnist", model="mhvae")`` returns a :class:`ModelConfig`; ``build_model`` builds it. Baselines get
-the same modality networks around one latent (26 for MNIST/FashionMNIST, 64 for CelebA, and z_c's size for
+``config("mnist", model="mhvae")`` returns a :class:`ModelConfig`; ``build`` builds it
+(``mhvae_perception.build_model`` builds any description). Baselines get the same modality networks around one latent (26 for MNIST/FashionMNIST, 64 for CelebA, and z_c's size for
 the environments) fused by a single linear layer (``core.hidden = ()``).
 
 Environments bring their own hand-tuned networks with :func:`register_env_preset` (this project's
@@ -206,7 +206,7 @@ def config(dataset: str, model: str = "mhvae", warmup_modality_epochs: float = 0
     return cfg
 
 
-def build_model(dataset: str, model: str = "mhvae", **kwargs: Any) -> MultimodalVAE:
+def build(dataset: str, model: str = "mhvae", **kwargs: Any) -> MultimodalVAE:
     """Build ``model`` with the networks of ``dataset`` (see :func:`config` for the keyword arguments)."""
     return _build(config(dataset, model, **kwargs))
 

@@ -28,11 +28,12 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from mhvae_perception.registry import MODEL_KINDS
 from pretrain import paper, results_table
 from pretrain.run import ex
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "RESULTS.md"
-MODELS = ("mhvae", "jmvae", "mvae")
+MODELS = MODEL_KINDS  # the registry's kinds, MHVAE first
 LEGACY_DATA_MARK = "<!-- reproduce-data"
 END_MARK = "<!-- end of the tables written by pretrain/reproduce.py; what follows is kept -->"
 

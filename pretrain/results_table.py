@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Mapping, Optional, Sequence
 
+from mhvae_perception.registry import MODEL_KINDS
 from pretrain import paper
 
 PAPER_MODELS = ("jmvae", "mvae", "mhvae")
@@ -64,7 +65,7 @@ def comparison_table(dataset: str, ours: Mapping[str, Mapping]) -> list[str]:
     ``standard_errors`` {row: se}, ``rows`` (the evaluation's row records) and ``budget`` (see
     :func:`budget_text`)."""
     in_paper = dataset in paper.PAPER_RESULTS
-    models = [m for m in ("mhvae", "jmvae", "mvae") if m in ours] + [m for m in ours if m not in LABEL]
+    models = [m for m in MODEL_KINDS if m in ours] + [m for m in ours if m not in MODEL_KINDS]
     header = ["metric", "input"]
     if in_paper:
         header += [f"paper {LABEL[m]}" for m in PAPER_MODELS]

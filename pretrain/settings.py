@@ -28,11 +28,9 @@ LEGACY_DEFAULTS = {"env_id": None, "model_overrides": {}}
 
 
 def model_kinds() -> tuple[str, ...]:
-    """The model kinds the library can build (``mhvae_perception.registry.MODEL_KINDS`` when present)."""
-    try:
-        from mhvae_perception.registry import MODEL_KINDS
-    except ImportError:
-        return ("mhvae", "jmvae", "mvae")
+    """The model kinds the library can build (``mhvae_perception.registry.MODEL_KINDS``)."""
+    from mhvae_perception.registry import MODEL_KINDS
+
     return tuple(MODEL_KINDS)
 
 

@@ -23,7 +23,7 @@ from mhvae_perception.wrappers import file_sha256
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("mhvae") / "mhvae.pt"
-    return save_checkpoint(path, presets.build_model("pendulum_sound", "mhvae").eval())
+    return save_checkpoint(path, presets.build("pendulum_sound", "mhvae").eval())
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +201,7 @@ def test_random_policy_returns_are_pendulum_like():
 
 def test_short_dqn_run_on_hyperhot(tmp_path):
     torch.manual_seed(0)
-    path = save_checkpoint(tmp_path / "hh.pt", presets.build_model("hyperhot", "mhvae").eval())
+    path = save_checkpoint(tmp_path / "hh.pt", presets.build("hyperhot", "mhvae").eval())
     meta = train_agent("hyperhot", "sound", str(path), seed=0, timesteps=150, out_dir=tmp_path / "dqn",
                        hp={"learning_starts": 50, "batch_size": 16, "target_update_interval": 50},
                        eval_freq=10_000, n_eval_episodes=1, progress=False, tensorboard=False, device="cpu",

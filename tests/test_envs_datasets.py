@@ -93,14 +93,14 @@ def test_defaults_and_cli(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize("env_id,alias", [("PendulumSound-v0", "pendulum_sound"), ("Hyperhot-v0", "hyperhot")])
 def test_builtin_envs_through_the_generic_path(tmp_path, env_id, alias):
     """load_env_splits + config_for_env give the registered preset: the same networks (state-dict keys and
-    shapes) as presets.build_model(alias), normalised with the training split's sound statistics."""
+    shapes) as presets.build(alias), normalised with the training split's sound statistics."""
     splits = data.load_env_splits(env_id, path=tmp_path / "d.npz", n_train=30, n_test=10, n_envs=2, progress=False)
     assert splits.modality_names == ("image", "sound") and splits.state_names == gym.make(env_id).unwrapped.state_names
     assert splits.figure_hints["condition_on"] == "test_points" and splits.figure_hints["cross_modal"] is True
     for kind in ("mhvae", "jmvae", "mvae"):
         cfg = presets.config_for_env(env_id, splits, kind)
-        reference = presets.build_model(alias, kind).state_dict()
-        built = presets.build_model(alias, kind, normalisation=splits.normalisation)
+        reference = presets.build(alias, kind).state_dict()
+        built = presets.build(alias, kind, normalisation=splits.normalisation)
         from mhvae_perception.registry import build_model
 
         got = build_model(cfg).state_dict()
@@ -129,7 +129,7 @@ def test_registered_presets_match_the_networks_results_were_measured_with(key):
     before = PRESETS_BEFORE[key]
     cfg = presets.config(alias, kind).to_dict()
     assert cfg["modalities"] == before["config"]["modalities"] and cfg["core"] == before["config"]["core"]
-    got = {k: list(v.shape) for k, v in presets.build_model(alias, kind).state_dict().items()}
+    got = {k: list(v.shape) for k, v in presets.build(alias, kind).state_dict().items()}
     assert got == before["state_dict"]
 
 

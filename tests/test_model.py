@@ -172,7 +172,7 @@ def test_mvae_trains_without_nans_on_real_mnist():
 
     train = data.load_dataset("mnist").train  # dynamically binarised training split
     torch.manual_seed(0)
-    model = presets.build_model("mnist", "mvae", warmup_core_epochs=1.0)
+    model = presets.build("mnist", "mvae", warmup_core_epochs=1.0)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []
     batches = train.iter_batches(64, shuffle=True, generator=torch.Generator().manual_seed(0), limit=6400)
@@ -190,7 +190,7 @@ def test_inference_copy_folds_batchnorm_without_changing_outputs():
     from mhvae_perception.networks import fused_for_inference
 
     torch.manual_seed(0)
-    model = presets.build_model("mnist")
+    model = presets.build("mnist")
     batch = random_batch(presets.config("mnist"), n=32)
     for _ in range(3):  # give BatchNorm non-trivial running statistics
         model.loss(batch)
@@ -206,7 +206,7 @@ def test_inference_copy_folds_batchnorm_without_changing_outputs():
 
 def test_inference_api_has_eval_semantics_and_restores_training_mode():
     torch.manual_seed(0)
-    model = presets.build_model("mnist")
+    model = presets.build("mnist")
     batch = random_batch(presets.config("mnist"), n=16)
     model.loss(batch)  # update BatchNorm running statistics once
     model.eval()

@@ -20,7 +20,7 @@ SOUND_NORM = {"sound": {"mean": [[[450.0, 0.11], [450.0, 0.11], [455.0, 0.25]]] 
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    m = presets.build_model("pendulum_sound", "mhvae", normalisation=SOUND_NORM)
+    m = presets.build("pendulum_sound", "mhvae", normalisation=SOUND_NORM)
     # make batch-norm statistics non-trivial so that eval vs train mode would differ
     m.train()
     with torch.no_grad():
@@ -351,7 +351,7 @@ def test_gymnasium_check_env_and_spec_on_wrapped_pendulum(model, tmp_path, as_pa
 
 def test_gymnasium_check_env_on_wrapped_hyperhot():
     torch.manual_seed(0)
-    hh = presets.build_model("hyperhot", "mhvae").eval()
+    hh = presets.build("hyperhot", "mhvae").eval()
     env = MHVAEObservation(gym.make("Hyperhot-v0"), hh, ("image", "sound"))
     _gym_check(env)
     assert env.spec.additional_wrappers[-1].name == "MHVAEObservation"
@@ -450,7 +450,7 @@ class GreyDigits(gym.Env):
 
 def test_grey_images_and_discrete_sensors_are_converted_like_the_data():
     torch.manual_seed(0)
-    mnist = presets.build_model("mnist", "mhvae").eval()
+    mnist = presets.build("mnist", "mhvae").eval()
     raw = GreyDigits()
     env = MHVAEObservation(raw, mnist, ("image", "label"))
     assert env.adapter.layouts["image"].layout == "HW" and env.adapter.layouts["label"].kind == "discrete"
@@ -544,7 +544,7 @@ def test_checkpoint_with_nan_weights_is_refused_by_the_wrappers(tmp_path):
     from mhvae_perception.checkpoints import CheckpointError
 
     torch.manual_seed(0)
-    broken = presets.build_model("pendulum_sound", "mhvae").eval()
+    broken = presets.build("pendulum_sound", "mhvae").eval()
     with torch.no_grad():
         broken.encoders["image"][0].weight[0, 0, 0, 0] = float("nan")
     path = save_checkpoint(tmp_path / "nan.pt", broken)
