@@ -1,8 +1,9 @@
 """Model descriptions: the paper's networks (MNIST, FashionMNIST, CelebA) and environment presets.
 
 ``config("mnist", model="mhvae")`` returns a :class:`ModelConfig`; ``build`` builds it
-(``mhvae_perception.build_model`` builds any description). Baselines get the same modality networks around one latent (26 for MNIST/FashionMNIST, 64 for CelebA, and z_c's size for
-the environments) fused by a single linear layer (``core.hidden = ()``).
+(``mhvae_perception.build_model`` builds any description). Baselines get the same modality networks around
+one latent (26 for MNIST/FashionMNIST, 64 for CelebA, and z_c's size for the environments) fused by a single
+linear layer (``core.hidden = ()``).
 
 Environments bring their own hand-tuned networks with :func:`register_env_preset` (this project's
 ``envs/`` package registers PendulumSound-v0 and Hyperhot-v0 when imported); any other environment gets a
