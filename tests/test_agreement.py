@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from mhvae_perception import MHVAE, ModelConfig, build_model, checkpoints, load_checkpoint, save_checkpoint
+from mhvae_perception import ModelConfig, build_model, checkpoints, load_checkpoint, save_checkpoint
 from mhvae_perception.distributions import gaussian_kl
 
-from test_model import random_batch, small_config
+from test_model import briefly_trained, random_batch, small_config
 
 FORMAT1 = Path(__file__).resolve().parent / "data" / "format1"
 
@@ -20,14 +20,7 @@ def with_gamma(cfg: ModelConfig, gamma: float) -> ModelConfig:
 
 def trained_model(n_modalities=2, steps=3):
     """An MHVAE with non-trivial BatchNorm statistics, in eval mode (deterministic per data point)."""
-    torch.manual_seed(0)
-    model = MHVAE(small_config(n_modalities=n_modalities))
-    batch = random_batch(model.config, n=16)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    for _ in range(steps):
-        opt.zero_grad()
-        model.loss(batch, epoch=1.0).loss.backward()
-        opt.step()
+    model, batch = briefly_trained(small_config(n_modalities=n_modalities), steps)
     return model.eval(), batch
 
 

@@ -16,7 +16,7 @@ import torch
 
 from mhvae_perception import MHVAE, ModelConfig, Query, build_model, estimators
 
-from test_model import random_batch, small_config
+from test_model import briefly_trained, random_batch, small_config
 
 TESTS = Path(__file__).resolve().parent
 
@@ -25,7 +25,7 @@ import hashlib, json, sys
 import torch
 torch.set_num_threads(1)
 from mhvae_perception import Query, build_model, estimators
-from test_model import random_batch, small_config
+from test_model import briefly_trained, random_batch, small_config
 
 digest = lambda t: hashlib.sha256(t.detach().double().numpy().tobytes()).hexdigest()
 out = {}
@@ -66,14 +66,7 @@ def test_estimates_are_identical_in_processes_with_different_hash_seeds():
 # ------------------------------------------------------------------ evaluation in eval mode
 def _trained_in_train_mode(kind: str, steps: int = 5):
     """A model with non-trivial BatchNorm running statistics, left in train mode."""
-    torch.manual_seed(0)
-    model = build_model(small_config(kind))
-    batch = random_batch(model.config, n=32)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    for _ in range(steps):
-        opt.zero_grad()
-        model.loss(batch, epoch=1.0).loss.backward()
-        opt.step()
+    model, _ = briefly_trained(small_config(kind), steps, n=32)
     assert model.training
     return model, random_batch(model.config, n=8, seed=1)
 

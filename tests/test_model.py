@@ -33,6 +33,20 @@ def random_batch(config, n=16, seed=0):
     return batch
 
 
+def briefly_trained(config, steps=3, n=16):
+    """A model of ``config`` after a few SGD steps on one random batch (non-trivial BatchNorm running statistics),
+    left in train mode, and that batch."""
+    torch.manual_seed(0)
+    model = build_model(config)
+    batch = random_batch(model.config, n=n)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    for _ in range(steps):
+        opt.zero_grad()
+        model.loss(batch, epoch=1.0).loss.backward()
+        opt.step()
+    return model, batch
+
+
 def test_gaussian_kl_and_log_prob_match_torch_distributions():
     g = torch.Generator().manual_seed(1)
     mu_q, mu_p, lv_q, lv_p, z = (torch.randn(7, 5, generator=g) for _ in range(5))
