@@ -19,6 +19,7 @@ agents/common.py (nothing executed at load); folders of the old pickle-based for
 from __future__ import annotations
 
 from mhvae_perception.experiment import prepare_experiment  # first: quiets sacred's warning
+from mhvae_perception.wrappers import shipped_or_path
 
 import json
 import time
@@ -334,9 +335,10 @@ def run(cfg: dict, log=print, log_scalar: Callable[[str, float, int], None] | No
     if not cfg.get("mhvae"):
         raise ValueError("pass the MHVAE checkpoint: python agents/transfer.py with mhvae=PATH")
     set_threads(cfg["num_threads"])
-    ck_path = Path(cfg["mhvae"])
+    ck_path = shipped_or_path(cfg["mhvae"])
     if not ck_path.is_file():
-        raise FileNotFoundError(f"MHVAE checkpoint {ck_path} not found; pass mhvae=PATH of a pretrained checkpoint")
+        raise FileNotFoundError(f"MHVAE checkpoint {ck_path} not found; pass mhvae=PATH of a pretrained checkpoint "
+                                f"or a shipped model's name (python -m mhvae_perception.pretrained list)")
     # the diagnostics' dataset is loaded first: a missing file is reported before hours of training
     splits = diagnostics_data(cfg["env"]) if cfg.get("latent_diagnostics", True) else None
     out = Path(cfg["out_dir"])

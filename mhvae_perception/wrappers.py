@@ -87,10 +87,21 @@ def resolve_model(model: ModelLike, device: str | torch.device = "cpu") -> tuple
     if isinstance(model, MultimodalVAE):
         return model.eval(), None
     if isinstance(model, (str, os.PathLike)):
-        path = Path(model)
+        path = shipped_or_path(model)
         return load_checkpoint(path, device=_device(device)).model.eval(), path
-    raise TypeError(f"model must be a loaded MHVAE (MultimodalVAE) or a checkpoint path, got {type(model).__name__}; "
-                    f"load one with mhvae_perception.load_checkpoint(path).model or pass the path")
+    raise TypeError(f"model must be a loaded MHVAE (MultimodalVAE), a checkpoint path or a shipped model's name, "
+                    f"got {type(model).__name__}; load one with mhvae_perception.load_checkpoint(path).model or "
+                    f"pass the path (shipped names: mhvae_perception.pretrained.available())")
+
+
+def shipped_or_path(model: str | os.PathLike) -> Path:
+    """A checkpoint path as given, or the verified file of a shipped model when ``model`` names one (and is not
+    an existing file): ``MHVAEObservation(env, "pendulum_sound-mhvae")`` needs no pretraining."""
+    from . import pretrained  # pretrained imports this module
+
+    if isinstance(model, str) and not Path(model).exists() and model in pretrained.available():
+        return pretrained.path(model)
+    return Path(model)
 
 
 def _recorded_model(model: ModelLike) -> Any:

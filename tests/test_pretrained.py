@@ -58,3 +58,19 @@ def test_every_shipped_model_verifies_and_loads(name):
     model = pretrained.load(name)
     assert model.config.kind == pretrained.available()[name]["kind"]
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_wrappers_resolve_a_shipped_name_but_prefer_an_existing_path(shipped, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from mhvae_perception.wrappers import resolve_model, shipped_or_path
+
+    model, _ = shipped
+    loaded, path = resolve_model("toy-mhvae")
+    assert path == pretrained.path("toy-mhvae") and not loaded.training
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v)
+    monkeypatch.chdir(tmp_path)
+    Path("toy-mhvae").write_bytes(b"")  # a file of that name in the working directory wins
+    assert shipped_or_path("toy-mhvae") == Path("toy-mhvae")
+    assert shipped_or_path("not-a-model") == Path("not-a-model")
