@@ -29,8 +29,9 @@ import torch
 from sacred import Experiment
 from tqdm.auto import tqdm
 
-from mhvae_perception import checkpoints, data, estimators, presets, registry
+from mhvae_perception import checkpoints, data, estimators, presets, pretrained, registry
 from mhvae_perception.specs import ModelConfig
+from mhvae_perception.wrappers import shipped_or_path
 from pretrain import figures, results_table
 from pretrain.paper import PROTOCOL
 from pretrain.runfolder import RunFolderLock, RunPaths, epoch_seed, rng_state, seed_everything, set_rng_state
@@ -416,15 +417,12 @@ def main(_run, _config, model_overrides):
 
 def locate_checkpoint(name: str) -> tuple[Path, Optional[dict]]:
     """A checkpoint file, or a shipped model's file (``mhvae_perception.pretrained``) and its manifest entry."""
-    path = Path(name)
-    if path.is_file():
-        return path, None
-    if importlib.util.find_spec("mhvae_perception.pretrained"):
-        pretrained = importlib.import_module("mhvae_perception.pretrained")
-        if name in pretrained.available():
-            return Path(pretrained.path(name)), pretrained.available()[name]
-    raise checkpoints.CheckpointError(f"checkpoint={name!r} is neither a checkpoint file nor a shipped model name; "
-                                      f"give the path of a .pt file (e.g. runs/<run>/checkpoints/best.pt)")
+    path = shipped_or_path(name)
+    if not path.is_file():
+        raise checkpoints.CheckpointError(f"checkpoint={name!r} is neither a checkpoint file nor a shipped model name; "
+                                          f"give the path of a .pt file (e.g. runs/<run>/checkpoints/best.pt) or "
+                                          f"one of {sorted(pretrained.available())}")
+    return path, (pretrained.available()[name] if path != Path(name) else None)
 
 
 @ex.command
