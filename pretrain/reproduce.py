@@ -5,6 +5,9 @@
     # a reduced budget (clearly labelled as such in docs/RESULTS.md):
     python pretrain/reproduce.py --dataset mnist --epochs 3 --eval-samples 100 --eval-points 1000
     python pretrain/reproduce.py --render-only        # re-render docs/RESULTS.md from its stored data
+    # runs trained and evaluated with pretrain/run.py (e.g. with their own warm-ups), one per model:
+    python pretrain/reproduce.py --record runs/mnist-mhvae-seed0/eval-best-K5000-nall \
+        runs/mnist-jmvae-seed0/eval-best-K5000-nall --commands "<how MHVAE was trained>" "<how JMVAE was trained>"
 
 Each model runs pretrain/run.py's experiment in-process with the same settings in
 ``runs/reproduce/<dataset>-<model>-<budget>/``. An interrupted run is continued by the same command (its
@@ -107,11 +110,13 @@ def _summary_lines(dataset: str, entry: dict) -> list[str]:
         ahead = sum(values["mhvae"][k] >= values["jmvae"][k] for k in compared)
         lines += [f"Ours: MHVAE >= JMVAE on {ahead} of {len(compared)} of the paper's rows at this budget.", ""]
     b = _budget_of(entry, models[0])
+    # U_m and U_c are the MHVAE's, U_b the baselines' (each run records all three; only its own are used)
+    u_b = next((_budget_of(entry, m).get("warmup_epochs") for m in models if m != "mhvae"), b.get("warmup_epochs"))
     label = "the paper's protocol" if entry.get("full") else "REDUCED"
     lines += [f"Budget ({label}): {b.get('epochs')} epoch(s)"
               + (f" of at most {b['max_train_batches']} batches" if b.get("max_train_batches") else "")
               + f", batch {b.get('batch_size')}, lr {b.get('lr')}, warm-ups U_m = {b.get('warmup_modality_epochs')}, "
-              f"U_c = {b.get('warmup_core_epochs')}, U_b = {b.get('warmup_epochs')}; evaluation K = "
+              f"U_c = {b.get('warmup_core_epochs')}, U_b = {u_b}; evaluation K = "
               f"{b.get('eval_samples')} on {b.get('test_points')} of {b.get('test_split_size')} test points; "
               f"seed {b.get('seed')}.", ""]
     if dataset == "celeba" and b.get("test_split_size") not in (None, 19962):
@@ -183,6 +188,63 @@ def run_model(args, model: str) -> tuple[dict, dict]:
     return json.loads((run_dir / "metrics.json").read_text()), dict(run.config)
 
 
+def model_entry(metrics: dict, config: dict, command: str) -> dict:
+    """What RESULTS.json keeps of one evaluated model: its rows, budget, folder, command and wall times."""
+    budget = {k: config.get(k) for k in ("epochs", "max_train_batches", "batch_size", "lr", "warmup_modality_epochs",
+                                         "warmup_core_epochs", "warmup_epochs", "seed")}
+    budget.update(eval_samples=metrics["num_samples"], test_points=metrics["test_points"],
+                  test_split_size=metrics["test_split_size"])
+    train_s, eval_s = metrics.get("train_wall_s"), metrics.get("eval_wall_s")
+    return {"values": metrics["values"], "standard_errors": metrics.get("standard_errors", {}),
+            "rows": metrics.get("rows", []), "budget": budget, "run_dir": config["run_dir"], "command": command,
+            "eval_wall_s": eval_s, "train_wall_s": train_s, "wall_s": (train_s or 0.0) + (eval_s or 0.0)}
+
+
+def record(eval_dirs: list[Path], commands: list[str], machine: str) -> tuple[str, dict]:
+    """(dataset, RESULTS.json entry) for evaluations already made by ``pretrain/run.py`` (each folder holds the
+    evaluate command's metrics.json; its run folder's config.json gives the budget). All must be of one dataset
+    and the paper's models may appear once each."""
+    if len(commands) != len(eval_dirs):
+        raise SystemExit(f"--record got {len(eval_dirs)} folders but {len(commands)} --commands: give one command "
+                         f"(how the run was trained) per folder, in the same order")
+    models, datasets = {}, set()
+    for d, command in zip(eval_dirs, commands):
+        if not (d / "metrics.json").is_file():
+            raise SystemExit(f"{d} has no metrics.json: give an evaluation folder written by pretrain/run.py "
+                             f"(e.g. runs/<run>/eval-best-K5000-nall)")
+        metrics = json.loads((d / "metrics.json").read_text())
+        run_folder = d.parent
+        if not (run_folder / "config.json").is_file():
+            raise SystemExit(f"{run_folder} has no config.json: {d} must sit in the run folder it evaluates")
+        config = json.loads((run_folder / "config.json").read_text())
+        if metrics["model"] in models:
+            raise SystemExit(f"{metrics['model']} appears twice in --record")
+        datasets.add(metrics["dataset"])
+        models[metrics["model"]] = model_entry(metrics, config, command)
+    if len(datasets) != 1 or not datasets <= set(paper.TABLES):
+        raise SystemExit(f"--record needs evaluations of one of {list(paper.TABLES)}, got {sorted(datasets)}")
+    dataset = datasets.pop()
+    budgets = {(m["budget"]["epochs"], m["budget"]["eval_samples"], m["budget"]["test_points"]) for m in models.values()}
+    if len(budgets) != 1:
+        raise SystemExit(f"--record: the models differ in epochs / K / test points {sorted(budgets)}; a table "
+                         f"compares models at one budget")
+    epochs, k, n = budgets.pop()
+    protocol = paper.PROTOCOL[dataset]
+    own = {"mhvae": ("warmup_modality_epochs", "warmup_core_epochs")}  # the warm-ups each kind uses
+    full = all(m["budget"]["test_points"] == m["budget"]["test_split_size"] and m["budget"]["eval_samples"] ==
+               protocol["eval_samples"] and all(m["budget"][key] == protocol[key] for key in
+                                                ("epochs", "lr", "batch_size") + own.get(kind, ("warmup_epochs",)))
+               for kind, m in models.items())
+    first = next(iter(models.values()))["budget"]
+    entry = {"command": commands[0], "budget_tag": f"e{epochs}-K{k}-n{n}", "seed": first["seed"], "full": full,
+             "date": time.strftime("%Y-%m-%d"), "machine": machine, "models": models}
+    return dataset, entry
+
+
+def machine_description() -> str:
+    return f"{platform.machine()} CPU ({os.cpu_count()} cores), {platform.system()}"
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", choices=list(paper.TABLES), default="mnist")
@@ -199,11 +261,21 @@ def main(argv=None) -> None:
     p.add_argument("--runs", default="runs/reproduce", help="folder of the run folders")
     p.add_argument("--results", type=Path, default=RESULTS, help="the Markdown file to write (docs/RESULTS.md)")
     p.add_argument("--render-only", action="store_true", help="only re-render the results file from its stored data")
+    p.add_argument("--record", nargs="+", type=Path, metavar="EVAL_DIR",
+                   help="store evaluations already made by pretrain/run.py (e.g. runs/<run>/eval-best-K5000-nall, "
+                        "one per model, one dataset) instead of running anything; needs --commands")
+    p.add_argument("--commands", nargs="+", default=[], help="with --record: how each run was trained, in order")
+    p.add_argument("--machine", default=None, help="with --record: the machine that ran them (default: this one)")
     args = p.parse_args(argv)
 
     store = load_store(args.results)
     if args.render_only:
         write_results(store, args.results)
+        return
+    if args.record:
+        dataset, store[dataset] = record(args.record, args.commands, args.machine or machine_description())
+        write_results(store, args.results)
+        print(f"wrote {args.results} ({dataset}: {', '.join(store[dataset]['models'])})")
         return
     command = "python pretrain/reproduce.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     old = store.get(args.dataset) or {}
@@ -211,19 +283,11 @@ def main(argv=None) -> None:
     keep = old.get("models", {}) if same_budget else {}  # the other models measured with this budget stay
     entry = {"command": command, "budget_tag": budget_tag(args), "seed": args.seed, "full": bool(args.full),
              "date": time.strftime("%Y-%m-%d"),
-             "machine": f"{platform.machine()} CPU ({os.cpu_count()} cores), {platform.system()}",
+             "machine": machine_description(),
              "models": dict(keep)}
     for model in args.models:
         metrics, c = run_model(args, model)
-        budget = {k: c[k] for k in ("epochs", "max_train_batches", "batch_size", "lr", "warmup_modality_epochs",
-                                    "warmup_core_epochs", "warmup_epochs", "eval_samples", "seed")}
-        budget.update(test_points=metrics["test_points"], test_split_size=metrics["test_split_size"])
-        train_s, eval_s = metrics.get("train_wall_s"), metrics.get("eval_wall_s")
-        entry["models"][model] = {
-            "values": metrics["values"], "standard_errors": metrics.get("standard_errors", {}),
-            "rows": metrics.get("rows", []), "budget": budget, "run_dir": c["run_dir"], "command": command,
-            "eval_wall_s": eval_s,
-            "train_wall_s": train_s, "wall_s": (train_s or 0.0) + (eval_s or 0.0)}
+        entry["models"][model] = model_entry(metrics, c, command)
         print(f"{args.dataset}/{model}: " + ", ".join(f"{k}: {v:.2f}" for k, v in metrics["values"].items()),
               flush=True)
         store[args.dataset] = entry  # only completed runs reach this line

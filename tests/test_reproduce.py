@@ -142,3 +142,33 @@ def test_numbers_live_in_a_json_file_beside_the_markdown(tmp_path):
     assert text.rstrip().endswith("kept") and text.count("## Appended") == 1
     reproduce.write_results(store, results)  # a second write keeps the appended section once
     assert results.read_text().count("## Appended") == 1
+
+
+def test_record_stores_evaluations_made_by_run_py(tmp_path, fake_mnist):
+    """--record puts runs trained and evaluated with pretrain/run.py (own warm-ups, own K) into RESULTS.md:
+    each model's own budget, U_b from the baseline, REDUCED unless every setting is the paper's."""
+    results, evals = tmp_path / "RESULTS.md", []
+    base = {"dataset": "mnist", "epochs": 1, "max_train_batches": 2, "eval_samples": 2, "eval_points": 4,
+            "progress": False, "tensorboard": False, "figures": False, "device": "cpu"}
+    for kind, warmups in (("mhvae", {"warmup_modality_epochs": 3, "warmup_core_epochs": 4}),
+                          ("jmvae", {"warmup_epochs": 5})):
+        rd = tmp_path / f"{kind}-run"
+        run_mod.ex.run("main", config_updates=dict(base, model=kind, run_dir=str(rd), evaluate_after=False,
+                                                   **warmups), options={"--loglevel": "ERROR"})
+        evals.append(rd / "eval")
+        run_mod.ex.run("evaluate", config_updates=dict(base, checkpoint=str(rd / "checkpoints" / "best.pt"),
+                                                       eval_dir=str(rd / "eval")), options={"--loglevel": "ERROR"})
+    with pytest.raises(SystemExit, match="one command"):
+        reproduce.main(["--record", *map(str, evals), "--commands", "only one", "--results", str(results)])
+    assert not results.exists()  # refused before anything was written
+    reproduce.main(["--record", *map(str, evals), "--commands", "train mhvae", "train jmvae",
+                    "--results", str(results), "--machine", "test machine"])
+    entry = reproduce.load_store(results)["mnist"]
+    assert set(entry["models"]) == {"mhvae", "jmvae"} and entry["full"] is False
+    assert entry["models"]["mhvae"]["budget"]["warmup_core_epochs"] == 4
+    assert entry["models"]["jmvae"]["budget"]["eval_samples"] == 2
+    text = results.read_text()
+    assert "U_m = 3, U_c = 4, U_b = 5" in text and "Budget (REDUCED)" in text and "test machine" in text
+    assert "`train mhvae`; `train jmvae`" in text
+    values = json.loads((evals[0] / "metrics.json").read_text())["values"]
+    assert entry["models"]["mhvae"]["values"] == values
