@@ -57,7 +57,7 @@ def _raw_env(settings: dict, state: bool, render_mode: str | None = None) -> gym
         if settings["state_env_id"] is None:
             raise ValueError("this environment has no low-dimensional state environment (state=True)")
         return gym.make(settings["state_env_id"], max_episode_steps=settings["episode_steps"], render_mode=render_mode)
-    return gym.make(settings["env_id"], render_mode=render_mode)
+    return gym.make(settings["env_id"], render_mode=render_mode, **settings.get("env_kwargs", {}))
 
 
 def make_vec_env(env: str, modalities, mhvae: Any = None, n_envs: int = 1, state: bool = False, seed: int = 0,
@@ -483,8 +483,7 @@ def evaluate_returns(agent, venv, n_episodes: int) -> np.ndarray:
 
 def random_returns(env: str, n_episodes: int, seed: int) -> np.ndarray:
     """Episode returns of a uniform random policy on the raw environment."""
-    settings = env_settings(env)
-    e = gym.make(settings["env_id"])
+    e = _raw_env(env_settings(env), state=False)
     e.action_space.seed(seed)
     out = []
     for k in range(n_episodes):

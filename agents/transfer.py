@@ -159,7 +159,7 @@ def diagnostics_data(env: str):
     from mhvae_perception import data
 
     try:
-        return data.load_dataset(env)
+        return data.load_dataset(ENVS[env].get("dataset", env))  # a reward variant shares its game's dataset
     except FileNotFoundError as err:
         raise FileNotFoundError(f"{err}; or run without the latent diagnostics: latent_diagnostics=False") from None
 

@@ -324,3 +324,13 @@ def test_collection_policy_acts_like_the_agent_on_raw_observations(checkpoint, t
     assert collector.read_collected(path)[1]["policy"].startswith("agent:")
     with pytest.raises(ValueError, match="not an agent folder"):
         collection_policy(tmp_path, gvec)
+
+
+def test_hyperhot_hits_variant_adds_the_kill_reward_to_the_same_game():
+    """The denser-reward variant is the same game (same random actions, same episodes) plus +1 per kill: its
+    random-policy returns are never lower and are higher where the random ship killed an enemy."""
+    from agents.config import ENVS
+
+    assert ENVS["hyperhot_hits"]["dataset"] == "hyperhot" and ENVS["hyperhot"].get("env_kwargs") is None
+    plain, hits = random_returns("hyperhot", 3, seed=0), random_returns("hyperhot_hits", 3, seed=0)
+    assert np.all(hits >= plain) and np.any(hits > plain)
