@@ -76,7 +76,9 @@ def export(checkpoint: str | Path, name: str, note: str = "", weights_dir: Path 
     models = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     models[name] = {
         "file": file.name, "sha256": file_sha256(file), "bytes": file.stat().st_size,
-        "dataset": run.get("dataset"), "kind": src.config.get("kind"),
+        # an environment model's run keeps the default dataset entry beside its env_id: only the env_id counts
+        "dataset": None if run.get("env_id") else run.get("dataset"), "env_id": run.get("env_id"),
+        "kind": src.config.get("kind"),
         "trained_epochs": state.get("epoch"), "best_epoch": state.get("best_epoch"),
         "best_valid_elbo": state.get("best_valid_elbo"), "source": str(checkpoint), "note": note,
     }
@@ -97,7 +99,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(export(args.checkpoint, args.name, args.note), indent=2))
     else:
         for name, entry in available().items():
-            print(f"{name}: {entry['kind']} on {entry['dataset']}, {entry['bytes'] / 2**20:.1f} MiB; {entry['note']}")
+            print(f"{name}: {entry['kind']} on {entry.get('env_id') or entry['dataset']}, "
+                  f"{entry['bytes'] / 2**20:.1f} MiB; {entry['note']}")
 
 
 if __name__ == "__main__":

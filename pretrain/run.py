@@ -433,8 +433,8 @@ def evaluate(_run, _config):
     path, shipped = locate_checkpoint(cfg["checkpoint"])
     ck = checkpoints.load_checkpoint(path, device=resolve_device(cfg["device"]))
     recorded = (ck.training_state or {}).get("run_config", {})
-    if shipped and shipped.get("dataset"):
-        recorded = {"dataset": shipped["dataset"], **recorded}
+    if shipped:  # a shipped file has no training state: its manifest entry names the data
+        recorded = {**{k: shipped[k] for k in ("dataset", "env_id") if shipped.get(k)}, **recorded}
     modified = set()
     if hasattr(_run, "config_modifications"):
         modified = set(_run.config_modifications.modified) | set(_run.config_modifications.added)

@@ -431,6 +431,17 @@ def test_env_id_runs_any_environment_dataset_with_probes(tmp_path):
     assert metrics["dataset"] == "PendulumSound-v0" and "transfer" in metrics["probes"]
     assert (rd / "cross_modal_image.png").is_file() and (rd / "probes.json").is_file()
     assert last_state(rd)["run_config"]["env_id"] == "PendulumSound-v0"
+    # shipped (weights only, no run config in the file): the manifest names the env, and evaluate uses it
+    from mhvae_perception import pretrained
+
+    entry = pretrained.export(rd / "checkpoints" / "last.pt", "tiny-env", weights_dir=tmp_path / "w")
+    assert entry["env_id"] == "PendulumSound-v0" and entry["dataset"] is None
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pretrained, "available", lambda: {"tiny-env": entry})
+        mp.setattr(pretrained, "path", lambda name: tmp_path / "w" / entry["file"])
+        run(dict(FAST, checkpoint="tiny-env", data_path=str(env_file), eval_samples=2, eval_points=4,
+                 eval_dir=str(tmp_path / "ev")), command="evaluate")
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["dataset"] == "PendulumSound-v0"
     with pytest.raises(SettingsError, match="env_id='Nope-v0'.*not registered"):
         run(dict(FAST, env_id="Nope-v0", epochs=1, run_dir=str(tmp_path / "nope")))
 

@@ -1,4 +1,5 @@
 """Shipped models: export, SHA-256 check, loading by name; and every model in the manifest verifies."""
+import numpy as np
 import pytest
 import torch
 
@@ -74,3 +75,23 @@ def test_wrappers_resolve_a_shipped_name_but_prefer_an_existing_path(shipped, tm
     Path("toy-mhvae").write_bytes(b"")  # a file of that name in the working directory wins
     assert shipped_or_path("toy-mhvae") == Path("toy-mhvae")
     assert shipped_or_path("not-a-model") == Path("not-a-model")
+
+
+@pytest.mark.parametrize("name", sorted(n for n, e in pretrained.available().items() if e.get("env_id")))
+def test_every_shipped_environment_model_wraps_its_environment_by_name(name):
+    """The user's path without pretraining: gym.make(env) + MHVAEObservation(env, <shipped name>) from each
+    sensor alone, observations inside the declared space."""
+    import gymnasium as gym
+
+    import envs  # noqa: F401  (registers the project's environments)
+    from mhvae_perception.wrappers import MHVAEObservation
+
+    entry = pretrained.available()[name]
+    model = pretrained.load(name)
+    for sensor in model.modality_names:
+        env = MHVAEObservation(gym.make(entry["env_id"]), name, modalities=(sensor,))
+        obs, _ = env.reset(seed=0)
+        assert env.observation_space.contains(obs)
+        obs, *_ = env.step(env.action_space.sample())
+        assert env.observation_space.contains(obs) and np.isfinite(obs).all()
+        env.close()
