@@ -110,8 +110,9 @@ def _summary_lines(dataset: str, entry: dict) -> list[str]:
         ahead = sum(values["mhvae"][k] >= values["jmvae"][k] for k in compared)
         lines += [f"Ours: MHVAE >= JMVAE on {ahead} of {len(compared)} of the paper's rows at this budget.", ""]
     b = _budget_of(entry, models[0])
-    # U_m and U_c are the MHVAE's, U_b the baselines' (each run records all three; only its own are used)
-    u_b = next((_budget_of(entry, m).get("warmup_epochs") for m in models if m != "mhvae"), b.get("warmup_epochs"))
+    # U_m and U_c are the MHVAE's, U_b the baselines' (own_warmups)
+    u_b = next((_budget_of(entry, m).get("warmup_epochs") for m in models if "warmup_epochs" in own_warmups(m)),
+               b.get("warmup_epochs"))
     label = "the paper's protocol" if entry.get("full") else "REDUCED"
     lines += [f"Budget ({label}): {b.get('epochs')} epoch(s)"
               + (f" of at most {b['max_train_batches']} batches" if b.get("max_train_batches") else "")
@@ -188,6 +189,11 @@ def run_model(args, model: str) -> tuple[dict, dict]:
     return json.loads((run_dir / "metrics.json").read_text()), dict(run.config)
 
 
+def own_warmups(kind: str) -> tuple[str, ...]:
+    """The warm-up settings a model kind uses (every run records all three)."""
+    return ("warmup_modality_epochs", "warmup_core_epochs") if kind == "mhvae" else ("warmup_epochs",)
+
+
 def model_entry(metrics: dict, config: dict, command: str) -> dict:
     """What RESULTS.json keeps of one evaluated model: its rows, budget, folder, command and wall times."""
     budget = {k: config.get(k) for k in ("epochs", "max_train_batches", "batch_size", "lr", "warmup_modality_epochs",
@@ -230,11 +236,9 @@ def record(eval_dirs: list[Path], commands: list[str], machine: str) -> tuple[st
                          f"compares models at one budget")
     epochs, k, n = budgets.pop()
     protocol = paper.PROTOCOL[dataset]
-    own = {"mhvae": ("warmup_modality_epochs", "warmup_core_epochs")}  # the warm-ups each kind uses
-    full = all(m["budget"]["test_points"] == m["budget"]["test_split_size"] and m["budget"]["eval_samples"] ==
-               protocol["eval_samples"] and all(m["budget"][key] == protocol[key] for key in
-                                                ("epochs", "lr", "batch_size") + own.get(kind, ("warmup_epochs",)))
-               for kind, m in models.items())
+    full = all(b["test_points"] == b["test_split_size"] and b["eval_samples"] == protocol["eval_samples"]
+               and all(b[key] == protocol[key] for key in ("epochs", "lr", "batch_size") + own_warmups(kind))
+               for kind, b in ((kind, m["budget"]) for kind, m in models.items()))
     first = next(iter(models.values()))["budget"]
     entry = {"command": commands[0], "budget_tag": f"e{epochs}-K{k}-n{n}", "seed": first["seed"], "full": full,
              "date": time.strftime("%Y-%m-%d"), "machine": machine, "models": models}

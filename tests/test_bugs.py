@@ -25,7 +25,7 @@ import hashlib, json, sys
 import torch
 torch.set_num_threads(1)
 from mhvae_perception import Query, build_model, estimators
-from test_model import briefly_trained, random_batch, small_config
+from test_model import random_batch, small_config
 
 digest = lambda t: hashlib.sha256(t.detach().double().numpy().tobytes()).hexdigest()
 out = {}
