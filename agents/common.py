@@ -63,10 +63,11 @@ def _raw_env(settings: dict, state: bool, render_mode: str | None = None) -> gym
 def make_vec_env(env: str, modalities, mhvae: Any = None, n_envs: int = 1, state: bool = False, seed: int = 0,
                  n_stack: int = 1, failure_p: Any = None, failure_seed: int | None = None,
                  video_folder: str | os.PathLike | None = None, on_out_of_range: str = "error",
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", sample: bool = False):
     """A DummyVecEnv of Monitor-wrapped raw envs under one batched :class:`VecMHVAEObservation` (or state
     envs), optionally with :class:`VecSensorFailure` (``failure_p``) and a ``VecFrameStack`` of ``n_stack``
     consecutive observations (latents carry the angle; two consecutive ones give the agent the velocity).
+    ``sample``: observe samples of q(z_c | sensors) instead of their means (seeded by ``seed``).
     ``video_folder``: environment 0 renders rgb_array frames into Gymnasium's ``RecordVideo`` (needs moviepy)."""
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
@@ -89,8 +90,8 @@ def make_vec_env(env: str, modalities, mhvae: Any = None, n_envs: int = 1, state
 
     venv = DummyVecEnv([make(i) for i in range(int(n_envs))])
     if not state:
-        venv = VecMHVAEObservation(venv, mhvae, parse_modalities(modalities), on_out_of_range=on_out_of_range,
-                                   device=device)
+        venv = VecMHVAEObservation(venv, mhvae, parse_modalities(modalities), sample=sample,
+                                   on_out_of_range=on_out_of_range, device=device)
         if failure_p is not None:
             venv = VecSensorFailure(venv, p=failure_p, seed=failure_seed)
     venv.seed(seed)
@@ -264,7 +265,7 @@ def load_agent(agent_dir, check_mhvae: bool = True, device: str | torch.device =
 RESUME_DIR, RESUME_FORMAT = "resume", "mhvae-agent-resume/1"
 _REPLAY_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 _MATCH_KEYS = ("env", "algo", "state", "train_modalities", "seed", "latent_stack", "train_failure_p",
-               "hyperparameters", "mhvae")
+               "train_sample", "hyperparameters", "mhvae")
 
 
 def save_resume_state(agent, out_dir: Path, meta: Mapping[str, Any], best_mean_reward: float) -> None:
@@ -395,12 +396,14 @@ def _callbacks(out_dir: Path, eval_env, eval_freq: int, n_eval_episodes: int, me
 def train_agent(env: str, modalities, mhvae, seed: int, timesteps: int, out_dir, state: bool = False,
                 hp: dict | None = None, eval_freq: int = 2_000, n_eval_episodes: int = 5, progress: bool = True,
                 tensorboard: bool = True, latent_stack: int | None = None, train_failure_p: float | None = None,
-                device: str | torch.device = "auto", log: Callable[[str], None] = print,
+                train_sample: bool = False, device: str | torch.device = "auto", log: Callable[[str], None] = print,
                 log_scalar: LogScalar | None = None, save_freq: int | None = None, resume: bool = True,
                 keep_resume: bool = False) -> dict:
     """Train one agent (on ``latent_stack`` consecutive latents; default from agents/config.py; with
     ``train_failure_p`` each training sensor fails per step with that probability, as in
-    :class:`~mhvae_perception.wrappers.VecSensorFailure`; the eval env has no failures) and save it into
+    :class:`~mhvae_perception.wrappers.VecSensorFailure`; with ``train_sample`` it trains on samples of
+    q(z_c | sensors) rather than their means, so the policy is smooth over each posterior's spread, which covers
+    the small offsets between the sensors' posteriors; the eval env has neither) and save it into
     ``out_dir`` (:func:`save_agent`; the best evaluation in ``out_dir/best``). Settings are checked before any
     work. ``log_scalar(name, value, step)`` receives evaluation means and training episode returns (sacred's
     ``_run.log_scalar``). SB3's progress bar with ``progress``; TensorBoard in ``out_dir/tb``.
@@ -417,6 +420,8 @@ def train_agent(env: str, modalities, mhvae, seed: int, timesteps: int, out_dir,
     n_stack = 1 if state else int(settings.get("latent_stack", 1) if latent_stack is None else latent_stack)
     if train_failure_p is not None and (state or len(mods) < 2):
         raise ValueError("train_failure_p needs at least two training modalities (a sensor must remain)")
+    if train_sample and state:
+        raise ValueError("train_sample samples the MHVAE's posterior: it needs MHVAE latents, not state=True")
     if int(timesteps) < 1:
         raise ValueError(f"timesteps must be a positive number of environment steps, got {timesteps}")
     if save_freq is not None and int(save_freq) < 1:
@@ -432,9 +437,9 @@ def train_agent(env: str, modalities, mhvae, seed: int, timesteps: int, out_dir,
     meta = {"env": env, "env_id": settings["state_env_id"] if state else settings["env_id"], "algo": algo,
             "state": bool(state), "train_modalities": list(mods) if mods else None, "seed": int(seed),
             "timesteps": int(timesteps), "latent_stack": n_stack, "train_failure_p": train_failure_p,
-            "hyperparameters": params, "mhvae": model_ref}
+            "train_sample": bool(train_sample), "hyperparameters": params, "mhvae": model_ref}
     train_env = make_vec_env(env, mods, mhvae, 1, state, seed=seed, n_stack=n_stack, failure_p=train_failure_p,
-                             failure_seed=seed, device=dev)
+                             failure_seed=seed, device=dev, sample=bool(train_sample))
     eval_env = make_vec_env(env, mods, mhvae, 1, state, seed=seed + 10_000, n_stack=n_stack, device=dev)
     evaluator, callbacks = _callbacks(out_dir, eval_env, eval_freq, n_eval_episodes, meta, log_scalar, save_freq)
     agent = algo_class(algo)("MlpPolicy", train_env, seed=seed, verbose=0, device=dev,

@@ -35,6 +35,7 @@ def config():
     timesteps = ENVS[env]["timesteps"]
     latent_stack = None  # consecutive latents the agent sees (None: agents/config.py)
     train_failure_p = None  # per-step sensor failure probability during training (>= 2 training modalities)
+    train_sample = False  # train on samples of q(z_c | sensors) instead of their means (evaluation uses means)
     hp = HYPERPARAMS[ENVS[env]["algo"]]  # algorithm hyper-parameters (defaults: agents/config.py)
     eval_freq = 2000  # EvalCallback period (steps)
     n_eval_episodes = 5
@@ -54,7 +55,7 @@ def main(_config, _run):
                        cfg["run_dir"], state=cfg["state"], hp=json.loads(json.dumps(cfg["hp"])),
                        eval_freq=cfg["eval_freq"], n_eval_episodes=cfg["n_eval_episodes"], progress=cfg["progress"],
                        tensorboard=cfg["tensorboard"], latent_stack=cfg["latent_stack"],
-                       train_failure_p=cfg["train_failure_p"], device=cfg["device"], log_scalar=_run.log_scalar,
+                       train_failure_p=cfg["train_failure_p"], train_sample=cfg["train_sample"], device=cfg["device"], log_scalar=_run.log_scalar,
                        save_freq=cfg["save_freq"])
 
 

@@ -53,6 +53,7 @@ def config():
     robustness_episodes = 10
     latent_stack = None  # consecutive latents per agent observation (None: agents/config.py)
     train_failure_p = None  # train with per-step sensor failures of this probability (multi-sensor conditions)
+    train_sample = False  # train on samples of q(z_c | sensors) instead of their means (tests use the means)
     hp = HYPERPARAMS[ENVS[env]["algo"]]  # algorithm hyper-parameters (defaults: agents/config.py)
     eval_freq = 2500  # EvalCallback period during training (steps)
     n_eval_episodes = 3  # EvalCallback episodes
@@ -149,7 +150,8 @@ def _reusable(d: Path, cfg, state: bool, ref: dict, log) -> dict | None:
     same = state or (meta.get("mhvae") or {}).get("sha256") == ref["sha256"]
     want_stack = 1 if state else (cfg["latent_stack"] or ENVS[cfg["env"]].get("latent_stack", 1))
     if (same and meta.get("timesteps") == int(cfg["timesteps"]) and meta.get("latent_stack") == want_stack
-            and meta.get("train_failure_p") == (None if state else cfg["train_failure_p"])):
+            and meta.get("train_failure_p") == (None if state else cfg["train_failure_p"])
+            and bool(meta.get("train_sample", False)) == (False if state else bool(cfg["train_sample"]))):
         return meta
     return None
 
@@ -183,7 +185,8 @@ def train_all(cfg, ck_path: Path, log, log_scalar=None) -> dict:
                                cfg["timesteps"], d, state=state, hp=json.loads(json.dumps(cfg["hp"])), eval_freq=cfg["eval_freq"],
                                n_eval_episodes=cfg["n_eval_episodes"],
                                progress=cfg["progress"], latent_stack=cfg["latent_stack"],
-                               train_failure_p=None if state else cfg["train_failure_p"], device=cfg["device"],
+                               train_failure_p=None if state else cfg["train_failure_p"],
+                               train_sample=False if state else bool(cfg["train_sample"]), device=cfg["device"],
                                log=log, log_scalar=scalar, save_freq=cfg.get("save_freq"))
             dirs[(cond, seed)], walls[(cond, seed)] = d, meta["train_wall_s"]
     return {"dirs": dirs, "walls": walls}

@@ -50,16 +50,29 @@ class Checkpoint:
     training_state: dict[str, Any] | None
 
 
-def save_checkpoint(path: str | os.PathLike, model: MultimodalVAE, training_state: dict[str, Any] | None = None) -> Path:
-    """Atomically write ``model`` (and optional ``training_state``: tensors, numbers, strings, lists, dicts)."""
+def save_checkpoint(path: str | os.PathLike, model: MultimodalVAE, training_state: dict[str, Any] | None = None,
+                    weights_dtype: torch.dtype | None = None) -> Path:
+    """Atomically write ``model`` (and optional ``training_state``: tensors, numbers, strings, lists, dicts).
+
+    ``weights_dtype`` (e.g. ``torch.float16``) stores the floating-point weights in that type, which halves a
+    shipped file; loading copies them back into the model's float32 parameters. A weight the type cannot hold
+    is refused before anything is written."""
     path = Path(path)
+    state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if weights_dtype is not None:
+        limit = torch.finfo(weights_dtype).max
+        too_big = [k for k, v in state_dict.items() if v.is_floating_point() and v.numel() and v.abs().max() > limit]
+        if too_big:
+            raise CheckpointError(f"weights {too_big[:5]} exceed the largest {weights_dtype} ({limit:g}); "
+                                  f"save them in float32 (weights_dtype=None)")
+        state_dict = {k: v.to(weights_dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "library_version": __version__,
         "config_json": json.dumps(model.config.to_dict()),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": state_dict,
         "training_state": training_state,
     }
     remove_stale_temp_files(path)

@@ -62,8 +62,10 @@ def load(name: str, device: str | torch.device = "cpu") -> MultimodalVAE:
     return load_checkpoint(path(name), device=device).model
 
 
-def export(checkpoint: str | Path, name: str, note: str = "", weights_dir: Path = WEIGHTS_DIR) -> dict[str, Any]:
-    """Write the weights and description of ``checkpoint`` (no training state) as shipped model ``name``.
+def export(checkpoint: str | Path, name: str, note: str = "", weights_dir: Path = WEIGHTS_DIR,
+           half: bool = False) -> dict[str, Any]:
+    """Write the weights and description of ``checkpoint`` (no training state) as shipped model ``name``;
+    ``half`` stores the weights as float16 (half the file; they load back into float32 parameters).
 
     The manifest entry keeps the provenance: source file, epoch and validation ELBO of the source run."""
     src = load_checkpoint(checkpoint)
@@ -71,14 +73,14 @@ def export(checkpoint: str | Path, name: str, note: str = "", weights_dir: Path 
     run = state.get("run_config", {})
     weights_dir = Path(weights_dir)
     file = weights_dir / f"{name}.pt"
-    save_checkpoint(file, src.model)
+    save_checkpoint(file, src.model, weights_dtype=torch.float16 if half else None)
     manifest_path = weights_dir / "manifest.json"
     models = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     models[name] = {
         "file": file.name, "sha256": file_sha256(file), "bytes": file.stat().st_size,
         # an environment model's run keeps the default dataset entry beside its env_id: only the env_id counts
         "dataset": None if run.get("env_id") else run.get("dataset"), "env_id": run.get("env_id"),
-        "kind": src.config.get("kind"),
+        "kind": src.config.get("kind"), "weights_dtype": "float16" if half else "float32",
         "trained_epochs": state.get("epoch"), "best_epoch": state.get("best_epoch"),
         "best_valid_elbo": state.get("best_valid_elbo"), "source": str(checkpoint), "note": note,
     }
@@ -94,9 +96,10 @@ def main(argv: list[str] | None = None) -> None:
     exp.add_argument("checkpoint")
     exp.add_argument("name")
     exp.add_argument("--note", default="", help="budget and command that produced it")
+    exp.add_argument("--half", action="store_true", help="store the weights as float16 (half the file size)")
     args = parser.parse_args(argv)
     if args.command == "export":
-        print(json.dumps(export(args.checkpoint, args.name, args.note), indent=2))
+        print(json.dumps(export(args.checkpoint, args.name, args.note, half=args.half), indent=2))
     else:
         for name, entry in available().items():
             print(f"{name}: {entry['kind']} on {entry.get('env_id') or entry['dataset']}, "

@@ -334,3 +334,24 @@ def test_hyperhot_hits_variant_adds_the_kill_reward_to_the_same_game():
     assert ENVS["hyperhot_hits"]["dataset"] == "hyperhot" and ENVS["hyperhot"].get("env_kwargs") is None
     plain, hits = random_returns("hyperhot", 3, seed=0), random_returns("hyperhot_hits", 3, seed=0)
     assert np.all(hits >= plain) and np.any(hits > plain)
+
+
+def test_train_sample_trains_on_posterior_samples_and_evaluates_on_means(checkpoint, tmp_path, monkeypatch):
+    import agents.common as common
+    means = make_vec_env("pendulum_sound", "sound", str(checkpoint), seed=3).reset()
+    again = make_vec_env("pendulum_sound", "sound", str(checkpoint), seed=3).reset()
+    draws = make_vec_env("pendulum_sound", "sound", str(checkpoint), seed=3, sample=True).reset()
+    assert np.array_equal(means, again)  # the mean is deterministic; a sample is not the mean
+    assert not np.allclose(draws, means)
+    assert np.array_equal(draws, make_vec_env("pendulum_sound", "sound", str(checkpoint), seed=3, sample=True).reset())
+    built = []
+    monkeypatch.setattr(common, "make_vec_env", lambda *a, **k: built.append(k.get("sample", False))
+                        or make_vec_env(*a, **k))
+    meta = train_agent("pendulum_sound", "sound", str(checkpoint), seed=0, timesteps=150, out_dir=tmp_path / "a",
+                       hp={"learning_starts": 100, "batch_size": 32}, eval_freq=1000, n_eval_episodes=1,
+                       progress=False, tensorboard=False, device="cpu", log=lambda s: None, train_sample=True)
+    assert built == [True, False]  # training env samples, evaluation env uses the means
+    assert meta["train_sample"] is True and read_agent_meta(tmp_path / "a")["train_sample"] is True
+    with pytest.raises(ValueError, match="train_sample.*state=True"):
+        train_agent("pendulum_sound", None, None, seed=0, timesteps=10, out_dir=tmp_path / "s", state=True,
+                    train_sample=True)

@@ -37,6 +37,41 @@ def test_export_keeps_weights_and_drops_training_state(shipped):
     assert torch.load(pretrained.path("toy-mhvae"), weights_only=True)["training_state"] is None
 
 
+def test_half_export_halves_the_file_and_loads_into_float32(shipped, tmp_path):
+    model, entry = shipped
+    src = save_checkpoint(tmp_path / "run" / "big.pt", _big := _model_of_width(256))
+    full = pretrained.export(src, "toy-full", weights_dir=tmp_path)
+    half = pretrained.export(src, "toy-half", weights_dir=tmp_path, half=True)
+    assert full["weights_dtype"] == "float32" and half["weights_dtype"] == "float16"
+    assert half["bytes"] < 0.6 * full["bytes"]
+    stored = torch.load(pretrained.path("toy-half"), weights_only=True)["state_dict"]
+    assert all(v.dtype == torch.float16 for v in stored.values() if v.is_floating_point())
+    loaded = pretrained.load("toy-half")
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    for k, v in _big.state_dict().items():
+        if v.is_floating_point():  # float16 keeps 11 significant bits: relative error <= 2^-11
+            assert torch.allclose(loaded.state_dict()[k], v, rtol=2 ** -11, atol=1e-7), k
+        else:
+            assert torch.equal(loaded.state_dict()[k], v)
+
+
+def test_half_export_refuses_weights_float16_cannot_hold(tmp_path):
+    model = _model()
+    with torch.no_grad():
+        next(model.parameters())[0] = 1e5  # > 65504, the largest float16
+    with pytest.raises(CheckpointError, match="float16.*float32"):
+        save_checkpoint(tmp_path / "w.pt", model, weights_dtype=torch.float16)
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def _model_of_width(width: int):
+    mlp = {"hidden": [width], "activation": "leaky_relu", "batchnorm": True}
+    torch.manual_seed(1)
+    return MHVAE(ModelConfig("mhvae", (ModalitySpec("a", (64,), "gaussian", 4, "mlp", mlp),
+                                       ModalitySpec("b", (10,), "categorical", 2, "mlp", mlp)),
+                             CoreSpec(3, (width,))))
+
+
 def test_a_tampered_file_is_refused(shipped):
     file = pretrained.path("toy-mhvae")
     data = bytearray(file.read_bytes())
