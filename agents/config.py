@@ -28,6 +28,9 @@ ENVS = {
         "episode_steps": MAX_EPISODE_STEPS["Hyperhot-v0"],  # 450
         "timesteps": 50_000,
         "latent_stack": 2,
+        # an episode is won (the last enemy killed, +10) iff its return reaches 10: without the win a return is
+        # at most 3 * hit_reward - 1 (three kills, then hit or time limit), below 10 for hit_reward < 11/3
+        "win_return": 10.0,
     },
 }
 # a denser-reward variant of Hyperhot (off in the original game): +1 per enemy killed besides +10 for the win;

@@ -66,12 +66,17 @@ def config():
     latent_diagnostics = True  # latent agreement on the dataset's test split (needs the collected dataset)
 
 
-def summarise(returns: np.ndarray, steps: int) -> dict:
-    """returns: (seeds, episodes). Pooled mean/std over all episodes, std of the per-seed means."""
+def summarise(returns: np.ndarray, steps: int, win_return: float | None = None) -> dict:
+    """returns: (seeds, episodes). Pooled mean/std over all episodes, std of the per-seed means; with
+    ``win_return`` also the fraction of episodes won (return >= win_return), pooled and per seed."""
     r = np.asarray(returns, dtype=np.float64)
-    return {"mean": float(r.mean()), "std": float(r.std()), "seed_means": r.mean(axis=-1).tolist(),
-            "seed_std": float(r.mean(axis=-1).std()), "per_step_mean": float(r.mean() / steps),
-            "per_step_std": float(r.std() / steps), "n_episodes": int(r.size)}
+    out = {"mean": float(r.mean()), "std": float(r.std()), "seed_means": r.mean(axis=-1).tolist(),
+           "seed_std": float(r.mean(axis=-1).std()), "per_step_mean": float(r.mean() / steps),
+           "per_step_std": float(r.std() / steps), "n_episodes": int(r.size)}
+    if win_return is not None:
+        won = r >= win_return
+        out.update(win_rate=float(won.mean()), seed_win_rates=won.mean(axis=-1).tolist())
+    return out
 
 
 @torch.no_grad()
@@ -193,7 +198,7 @@ def train_all(cfg, ck_path: Path, log, log_scalar=None) -> dict:
 
 
 def evaluate_all(cfg, ck_path: Path, dirs: dict, log) -> dict:
-    steps = env_settings(cfg["env"])["episode_steps"]
+    steps, win = env_settings(cfg["env"])["episode_steps"], env_settings(cfg["env"]).get("win_return")
     n, n_envs = int(cfg["test_episodes"]), int(cfg["n_eval_envs"])
     results: dict = {}
     for cond in cfg["train_conditions"]:
@@ -206,7 +211,7 @@ def evaluate_all(cfg, ck_path: Path, dirs: dict, log) -> dict:
                                     n_stack=meta["latent_stack"])
                 per_seed.append(evaluate_returns(agent, venv, n))
                 venv.close()
-            results[cond][test] = summarise(np.stack(per_seed), steps)
+            results[cond][test] = summarise(np.stack(per_seed), steps, win)
             log(f"train {cond:5s} test {test:5s}: {results[cond][test]['mean']:9.1f} ± {results[cond][test]['std']:.1f}")
     if cfg["state_reference"]:
         per_seed = []
@@ -215,10 +220,10 @@ def evaluate_all(cfg, ck_path: Path, dirs: dict, log) -> dict:
             venv = make_vec_env(cfg["env"], None, None, n_envs=n_envs, state=True, seed=100_000 + s * 1000)
             per_seed.append(evaluate_returns(agent, venv, n))
             venv.close()
-        results["state"] = summarise(np.stack(per_seed), steps)
+        results["state"] = summarise(np.stack(per_seed), steps, win)
         log(f"state reference: {results['state']['mean']:.1f} ± {results['state']['std']:.1f}")
     rand = np.stack([random_returns(cfg["env"], n, seed=200_000 + s * 1000) for s in cfg["seeds"]])
-    results["random"] = summarise(rand, steps)
+    results["random"] = summarise(rand, steps, win)
     log(f"random policy: {results['random']['mean']:.1f} ± {results['random']['std']:.1f}")
     return results
 
@@ -238,7 +243,7 @@ def normalised_transfer(results: dict, conditions) -> dict:
 
 
 def robustness(cfg, ck_path: Path, dirs: dict, log) -> dict:
-    steps = env_settings(cfg["env"])["episode_steps"]
+    steps, win = env_settings(cfg["env"])["episode_steps"], env_settings(cfg["env"]).get("win_return")
     out = {"failure_probs": list(map(float, cfg["failure_probs"])), "episodes_per_seed": int(cfg["robustness_episodes"])}
     for cond in cfg["robustness_conditions"]:
         if cond not in cfg["train_conditions"]:
@@ -253,13 +258,15 @@ def robustness(cfg, ck_path: Path, dirs: dict, log) -> dict:
                                     failure_seed=s)
                 per_seed.append(evaluate_returns(agent, venv, int(cfg["robustness_episodes"])))
                 venv.close()
-            curve.append(summarise(np.stack(per_seed), steps))
+            curve.append(summarise(np.stack(per_seed), steps, win))
             log(f"robustness: trained on {cond}, failure p={p}: {curve[-1]['mean']:.1f} ± {curve[-1]['std']:.1f}")
         out[cond] = curve
     return out
 
 
 def fmt(r: dict) -> str:
+    if "win_rate" in r:  # Hyperhot: returns of a few points, and the episodes won
+        return f"{r['mean']:.1f} ± {r['std']:.1f} (won {100 * r['win_rate']:.0f} %; seeds ± {r['seed_std']:.1f})"
     return f"{r['mean']:.0f} ± {r['std']:.0f} ({r['per_step_mean']:.2f}/step; seeds ± {r['seed_std']:.0f})"
 
 

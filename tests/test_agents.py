@@ -355,3 +355,17 @@ def test_train_sample_trains_on_posterior_samples_and_evaluates_on_means(checkpo
     with pytest.raises(ValueError, match="train_sample.*state=True"):
         train_agent("pendulum_sound", None, None, seed=0, timesteps=10, out_dir=tmp_path / "s", state=True,
                     train_sample=True)
+
+
+def test_hyperhot_win_rate_counts_the_episodes_that_reach_the_win_return():
+    from agents.config import ENVS
+    from agents.transfer import fmt, summarise
+
+    win = ENVS["hyperhot_hits"]["win_return"]
+    hit = ENVS["hyperhot_hits"]["env_kwargs"]["hit_reward"]
+    assert 3 * hit - 1 < win <= 10 + 4 * hit  # three kills without the win stay below; a win reaches it
+    returns = np.array([[14.0, 2.0, -1.0, 14.0], [0.0, -1.0, 1.0, 13.0]])  # seeds x episodes
+    s = summarise(returns, steps=450, win_return=win)
+    assert s["win_rate"] == 3 / 8 and s["seed_win_rates"] == [0.5, 0.25]
+    assert "won 38 %" in fmt(s)
+    assert "win_rate" not in summarise(returns, steps=450) and "/step" in fmt(summarise(returns, steps=450))
