@@ -19,8 +19,9 @@ import numpy as np
 PolicyFn = Callable[[dict], np.ndarray]
 
 
-def collection_policy(path: Path, vec_env) -> PolicyFn:
-    """``policy(obs batch) -> action batch`` of the agent saved in folder ``path`` (deterministic actions).
+def collection_policy(path: Path, vec_env, random_action_p: float = 0.0, seed: int = 0) -> PolicyFn:
+    """``policy(obs batch) -> action batch`` of the agent saved in folder ``path`` (deterministic actions; each
+    replaced, independently with probability ``random_action_p``, by a uniform random one, seeded by ``seed``).
 
     Raises ValueError for anything that is not an agent folder of this project (so that collect tries the next
     registered loader), and for agents that cannot act on sensors (trained on the true state)."""
@@ -51,6 +52,12 @@ def collection_policy(path: Path, vec_env) -> PolicyFn:
         raise ValueError(f"{path}: the agent observes {agent.observation_space.shape}, but its MHVAE gives "
                          f"{n_stack} x {dim} latents; the folder does not match its checkpoint")
 
+    if not 0.0 <= float(random_action_p) <= 1.0:
+        raise TypeError(f"random_action_p must be a probability in [0, 1], got {random_action_p!r}")
+    rng = np.random.default_rng(seed)
+    space_of_action = getattr(vec_env, "single_action_space", None) or agent.action_space
+    space_of_action.seed(int(seed))
+
     @torch.no_grad()
     def policy(obs: dict) -> np.ndarray:
         batch, _ = adapter.convert({n: np.asarray(obs[n]) for n in modalities}, modalities)
@@ -58,6 +65,9 @@ def collection_policy(path: Path, vec_env) -> PolicyFn:
         stack[:, :-dim] = stack[:, dim:].copy()
         stack[:, -dim:] = latents
         actions, _ = agent.predict(stack, deterministic=True)
+        swap = rng.random(n_envs) < random_action_p
+        if swap.any():
+            actions[swap] = np.stack([space_of_action.sample() for _ in range(int(swap.sum()))])
         return actions
 
     return policy

@@ -70,6 +70,7 @@ def config():
     run_dir = f"runs/{str(env_id or dataset).replace('/', '_').replace(':', '_')}-{model}-seed{seed}" + (
         f"-{tag}" if tag else "")  # outputs + checkpoints
     resume = None  # checkpoint to continue from (default: run_dir/checkpoints/last.pt when it exists)
+    init_weights = None  # fine-tune: start from this checkpoint or shipped model (its whole description is kept)
     checkpoint = None  # for the evaluate command: a checkpoint file or a shipped model name
     eval_dir = None  # for the evaluate command: output folder (default: beside the checkpoint's run folder)
     device = "auto"  # auto (CUDA when available, else CPU) | cpu | cuda | cuda:N
@@ -101,11 +102,12 @@ def load_splits(cfg: dict) -> data.DatasetSplits:
 def model_from_settings(cfg: dict, splits: data.DatasetSplits):
     """A fresh model of kind ``cfg['model']`` with the dataset's preset networks (for ``env_id``: its registered
     preset, else networks inferred from its observation space), the run's warm-ups and the training split's
-    normalisation statistics."""
-    if cfg["model"] == "mhvae":
-        kwargs = dict(warmup_modality_epochs=cfg["warmup_modality_epochs"], warmup_core_epochs=cfg["warmup_core_epochs"])
-    else:  # U_b: the baselines' single KL warm-up is the library's warmup_core_epochs
-        kwargs = dict(warmup_core_epochs=cfg["warmup_epochs"])
+    normalisation statistics. With ``init_weights`` (fine-tuning): that checkpoint's description (networks, loss
+    weights and normalisation, which its weights were trained with) and weights, the run's warm-ups and
+    ``model_overrides`` applied on top."""
+    if cfg.get("init_weights"):
+        return _initial_model(cfg)
+    kwargs = _warmups(cfg)
     if cfg.get("env_id"):
         description = presets.config_for_env(cfg["env_id"], splits, kind=cfg["model"], **kwargs)
     else:
@@ -117,6 +119,28 @@ def model_from_settings(cfg: dict, splits: data.DatasetSplits):
     except (ValueError, KeyError) as err:
         raise SettingsError(f"setting model_overrides={cfg.get('model_overrides')!r}: {err}") from None
     return registry.build_model(description)
+
+
+def _warmups(cfg: dict) -> dict:
+    if cfg["model"] == "mhvae":
+        return dict(warmup_modality_epochs=cfg["warmup_modality_epochs"], warmup_core_epochs=cfg["warmup_core_epochs"])
+    return dict(warmup_core_epochs=cfg["warmup_epochs"])  # U_b: the baselines' single KL warm-up
+
+
+def _initial_model(cfg: dict):
+    """The model of ``cfg['init_weights']`` to fine-tune (see :func:`model_from_settings`)."""
+    src = checkpoints.load_checkpoint(shipped_or_path(cfg["init_weights"]))
+    if src.config.get("kind") != cfg["model"]:
+        raise SettingsError(f"init_weights={cfg['init_weights']!r} is a {src.config.get('kind')} model, but "
+                            f"model={cfg['model']!r}; set model={src.config.get('kind')}")
+    try:
+        description = ModelConfig.from_dict(src.config).with_overrides({**_warmups(cfg),
+                                                                        **(cfg.get("model_overrides") or {})})
+    except (ValueError, KeyError) as err:
+        raise SettingsError(f"setting model_overrides={cfg.get('model_overrides')!r}: {err}") from None
+    model = registry.build_model(description)
+    checkpoints.load_weights(model, src.model.state_dict(), source=str(cfg["init_weights"]))
+    return model
 
 
 def to_device(batch: dict, device) -> dict:

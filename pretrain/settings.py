@@ -108,8 +108,14 @@ def check_settings(cfg: Mapping[str, Any], command: str = "main") -> None:
             raise _fail(name, cfg.get(name), "True or False")
     _text(cfg, "run_dir", optional=False)
     _text(cfg, "tag", optional=True)
-    for name in ("data_path", "resume", "checkpoint", "eval_dir"):
+    for name in ("data_path", "resume", "checkpoint", "eval_dir", "init_weights"):
         _text(cfg, name, optional=True)
+    if cfg.get("init_weights") and command == "main":
+        from mhvae_perception.wrappers import shipped_or_path
+
+        if not shipped_or_path(cfg["init_weights"]).is_file():
+            raise SettingsError(f"init_weights={cfg['init_weights']!r}: no such checkpoint file or shipped model "
+                                f"(python -m mhvae_perception.pretrained list shows the shipped ones)")
     if command == "evaluate" and not cfg.get("checkpoint"):
         raise SettingsError("the evaluate command needs a checkpoint: "
                             "python pretrain/run.py evaluate with checkpoint=PATH (a .pt file or a shipped model name)")

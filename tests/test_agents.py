@@ -369,3 +369,21 @@ def test_hyperhot_win_rate_counts_the_episodes_that_reach_the_win_return():
     assert s["win_rate"] == 3 / 8 and s["seed_win_rates"] == [0.5, 0.25]
     assert "won 38 %" in fmt(s)
     assert "win_rate" not in summarise(returns, steps=450) and "/step" in fmt(summarise(returns, steps=450))
+
+
+def test_collection_policy_replaces_actions_with_random_ones_at_the_given_rate(trained):
+    import gymnasium as gym
+
+    from agents.policy_loader import collection_policy
+
+    out, _, _ = trained
+    vec = gym.vector.SyncVectorEnv([lambda: gym.make("PendulumSound-v0")] * 200)
+    obs, _ = vec.reset(seed=0)
+    agent = collection_policy(out, vec)(obs)
+    assert np.array_equal(collection_policy(out, vec, random_action_p=0.0)(obs), agent)
+    mixed = collection_policy(out, vec, random_action_p=0.25, seed=1)(obs)
+    swapped = ~np.isclose(mixed, agent).all(axis=1)
+    assert 0.15 < swapped.mean() < 0.35 and np.all(np.abs(mixed) <= 2.0)
+    assert np.array_equal(mixed, collection_policy(out, vec, random_action_p=0.25, seed=1)(obs))  # seeded
+    with pytest.raises(TypeError, match="random_action_p"):
+        collection_policy(out, vec, random_action_p=1.5)

@@ -501,3 +501,29 @@ def test_real_mnist_smoke_and_evaluate_command(tmp_path):
     out = rd / "eval-best-K4-n16" / "metrics.json"
     assert out.is_file() and json.loads(out.read_text())["num_samples"] == 4
     assert set(ev.result) == set(metrics["values"])
+
+
+def test_init_weights_fine_tunes_a_model_with_its_own_description(tmp_path):
+    first, other = tmp_path / "a.npz", tmp_path / "b.npz"
+    write_tiny_env_file(first, n_train=48, n_test=8)
+    write_tiny_env_file(other, n_train=48, n_test=8)
+    with np.load(other) as d:  # the new data has other sound statistics than the model was trained with
+        arrays = {k: d[k] for k in d.files}
+    arrays["train_sound"] = arrays["train_sound"] * 3 + 100
+    np.savez_compressed(other, **arrays)
+    common = dict(FAST, env_id="PendulumSound-v0", batch_size=16, max_train_batches=1)
+    run(dict(common, data_path=str(first), epochs=1, run_dir=str(tmp_path / "src")))
+    src = checkpoints.load_checkpoint(tmp_path / "src" / "checkpoints" / "last.pt")
+    run(dict(common, data_path=str(other), epochs=1, lr=1e-30, warmup_core_epochs=3.0, run_dir=str(tmp_path / "ft"),
+             init_weights=str(tmp_path / "src" / "checkpoints" / "last.pt")))
+    tuned = checkpoints.load_checkpoint(tmp_path / "ft" / "checkpoints" / "last.pt")
+    sound = lambda c: next(m for m in c["modalities"] if m["name"] == "sound")["normalisation"]  # noqa: E731
+    assert sound(tuned.config) == sound(src.config)  # the weights' own normalisation, not the new data's
+    assert tuned.config["warmup_core_epochs"] == 3.0 and src.config["warmup_core_epochs"] != 3.0
+    for (name, p), q in zip(src.model.named_parameters(), tuned.model.parameters()):
+        assert torch.allclose(p, q), name  # started from the source weights (lr ~ 0: still them)
+    with pytest.raises(SettingsError, match="init_weights='nope.pt'.*no such checkpoint"):
+        run(dict(common, data_path=str(other), epochs=1, run_dir=str(tmp_path / "x"), init_weights="nope.pt"))
+    with pytest.raises(SettingsError, match="is a mhvae model.*model='jmvae'"):
+        run(dict(common, data_path=str(other), epochs=1, run_dir=str(tmp_path / "y"), model="jmvae",
+                 init_weights=str(tmp_path / "src" / "checkpoints" / "last.pt")))
