@@ -27,7 +27,8 @@ UPRIGHT_COS = 0.95
 def latent_gap(agent_dir: str, models: list[str], episodes: int = 3, seed: int = 700) -> dict:
     """Mean distance between the image and sound posterior means per model, upright and elsewhere, and the
     latents' spread (mean distance of the image latents from their mean) to compare models on one scale. The
-    agent acts from its own training sensors through its own MHVAE (one latent per step: latent_stack 1)."""
+    agent acts from its own training sensors through its own MHVAE (one latent per step: latent_stack 1);
+    ``action_change_*``: how much its action would change, fed the other sensor's latent instead."""
     agent, meta = load_agent(agent_dir, device="cpu")
     if meta["state"] or int(meta["latent_stack"]) != 1:
         raise ValueError(f"{agent_dir}: needs an agent on single MHVAE latents (latent_stack=1), got "
@@ -36,7 +37,10 @@ def latent_gap(agent_dir: str, models: list[str], episodes: int = 3, seed: int =
     mods = tuple(meta["train_modalities"])
     nets = [resolve_model(m)[0] for m in models]
     env = gym.make("PendulumSound-v0")
-    cos, gaps, images = [], [], []
+    if len(mods) != 1:
+        raise ValueError(f"{agent_dir}: needs an agent trained on one sensor, got {mods}")
+    other = "sound" if mods == ("image",) else "image"
+    cos, gaps, images, changes = [], [], [], []
     for ep in range(int(episodes)):
         obs, _ = env.reset(seed=seed + ep)
         done = False
@@ -47,11 +51,15 @@ def latent_gap(agent_dir: str, models: list[str], episodes: int = 3, seed: int =
             images.append([a.numpy() for a in zi])
             cos.append(float(np.cos(env.unwrapped.state[0])))
             action, _ = agent.predict(own.encode({k: x[k] for k in mods})[0].numpy(), deterministic=True)
+            swapped, _ = agent.predict(own.encode({other: x[other]})[0].numpy(), deterministic=True)
+            changes.append(float(np.abs(action - swapped).max()))
             obs, _, term, trunc, _ = env.step(action[0])
             done = term or trunc
-    cos, gaps = np.array(cos), np.array(gaps)
+    cos, gaps, changes = np.array(cos), np.array(gaps), np.array(changes)
     up = cos > UPRIGHT_COS
-    out = {"steps": int(len(cos)), "upright_fraction": float(up.mean()), "models": {}}
+    out = {"steps": int(len(cos)), "upright_fraction": float(up.mean()), "trained_on": mods[0],
+           "action_change_upright": float(changes[up].mean()) if up.any() else None,
+           "action_change_elsewhere": float(changes[~up].mean()) if (~up).any() else None, "models": {}}
     for j, name in enumerate(models):
         z = np.stack([row[j] for row in images])
         out["models"][name] = {"gap_upright": float(gaps[up, j].mean()) if up.any() else None,
@@ -68,7 +76,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     res = latent_gap(args.agent, args.models, args.episodes)
-    print(f"{res['steps']} steps, upright (cos θ > {UPRIGHT_COS}) {100 * res['upright_fraction']:.0f} % of them")
+    print(f"{res['steps']} steps, upright (cos θ > {UPRIGHT_COS}) {100 * res['upright_fraction']:.0f} % of them; "
+          f"the {res['trained_on']} agent's action changes by {res['action_change_upright']:.2f} upright and "
+          f"{res['action_change_elsewhere']:.2f} elsewhere when fed the other sensor's latent (its own MHVAE)")
     print("| model | gap upright | gap elsewhere | latent spread |\n|---|---|---|---|")
     for name, r in res["models"].items():
         print(f"| {name} | {r['gap_upright']:.2f} | {r['gap_elsewhere']:.2f} | {r['spread']:.2f} |")

@@ -387,3 +387,19 @@ def test_collection_policy_replaces_actions_with_random_ones_at_the_given_rate(t
     assert np.array_equal(mixed, collection_policy(out, vec, random_action_p=0.25, seed=1)(obs))  # seeded
     with pytest.raises(TypeError, match="random_action_p"):
         collection_policy(out, vec, random_action_p=1.5)
+
+
+def test_pendulum_latent_gap_measures_along_the_agents_own_episodes(checkpoint, trained, tmp_path):
+    from agents.pendulum_latent_gap import latent_gap
+
+    out = tmp_path / "one-latent"
+    train_agent("pendulum_sound", "sound", str(checkpoint), seed=0, timesteps=120, out_dir=out, latent_stack=1,
+                hp={"learning_starts": 100, "batch_size": 16}, eval_freq=10_000, n_eval_episodes=1, progress=False,
+                tensorboard=False, device="cpu", log=lambda s: None)
+    res = latent_gap(str(out), [str(checkpoint), str(checkpoint)], episodes=1)
+    assert res["steps"] == 300 and res["trained_on"] == "sound" and 0.0 <= res["upright_fraction"] <= 1.0
+    assert list(res["models"]) == [str(checkpoint)]  # one name given twice is one entry
+    gaps = res["models"][str(checkpoint)]
+    assert gaps["gap_elsewhere"] > 0 and gaps["spread"] > 0 and res["action_change_elsewhere"] >= 0
+    with pytest.raises(ValueError, match="latent_stack=1"):
+        latent_gap(str(trained[0]), [str(checkpoint)], episodes=1)  # the fixture's agent stacks 2 latents
