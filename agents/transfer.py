@@ -270,6 +270,12 @@ def fmt(r: dict) -> str:
     return f"{r['mean']:.0f} ± {r['std']:.0f} ({r['per_step_mean']:.2f}/step; seeds ± {r['seed_std']:.0f})"
 
 
+def _short(r: dict) -> str:
+    if "win_rate" in r:
+        return f"{r['mean']:.1f} ± {r['std']:.1f} (won {100 * r['win_rate']:.0f} %)"
+    return f"{r['mean']:.0f} ± {r['std']:.0f}"
+
+
 def write_outputs(cfg, results: dict, norm: dict, robust: dict, agreement: dict, meta: dict) -> None:
     import matplotlib
 
@@ -297,7 +303,7 @@ def write_outputs(cfg, results: dict, norm: dict, robust: dict, agreement: dict,
                   "|---|" + "---|" * len(robust["failure_probs"])]
         for cond in cfg["robustness_conditions"]:
             if cond in robust:
-                lines.append(f"| {cond} | " + " | ".join(f"{r['mean']:.0f} ± {r['std']:.0f}" for r in robust[cond]) + " |")
+                lines.append(f"| {cond} | " + " | ".join(_short(r) for r in robust[cond]) + " |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
 
     fig, ax = plt.subplots(figsize=(7, 4))
