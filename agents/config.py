@@ -17,8 +17,9 @@ ENVS = {
         "state_env_id": "Pendulum-v1",
         "episode_steps": MAX_EPISODE_STEPS["PendulumSound-v0"],  # 300
         "timesteps": 10_000,
-        # the agent sees the last 2 latents: z_c encodes the angle well but hardly the angular velocity
-        # (linear-quadratic probe R^2 ~ 0.05 on an 8-epoch MHVAE), and swing-up needs the velocity
+        # the agent sees the last 2 latents: the paper-loss z_c encodes the angle well but hardly the angular
+        # velocity (probe R^2 ~ 0.05 on an 8-epoch MHVAE), and swing-up needs the velocity. The shipped models
+        # hold the velocity in one latent: with them pass latent_stack=1 (docs/TRANSFER.md: it transfers better)
         "latent_stack": 2,
     },
     "hyperhot": {
