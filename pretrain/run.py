@@ -129,10 +129,7 @@ def _warmups(cfg: dict) -> dict:
 
 def _initial_model(cfg: dict):
     """The model of ``cfg['init_weights']`` to fine-tune (see :func:`model_from_settings`)."""
-    src = checkpoints.load_checkpoint(shipped_or_path(cfg["init_weights"]))
-    if src.config.get("kind") != cfg["model"]:
-        raise SettingsError(f"init_weights={cfg['init_weights']!r} is a {src.config.get('kind')} model, but "
-                            f"model={cfg['model']!r}; set model={src.config.get('kind')}")
+    src = checkpoints.load_checkpoint(shipped_or_path(cfg["init_weights"]))  # kind checked by check_settings
     try:
         description = ModelConfig.from_dict(src.config).with_overrides({**_warmups(cfg),
                                                                         **(cfg.get("model_overrides") or {})})

@@ -113,9 +113,16 @@ def check_settings(cfg: Mapping[str, Any], command: str = "main") -> None:
     if cfg.get("init_weights") and command == "main":
         from mhvae_perception.wrappers import shipped_or_path
 
-        if not shipped_or_path(cfg["init_weights"]).is_file():
+        from mhvae_perception.checkpoints import load_checkpoint
+
+        source = shipped_or_path(cfg["init_weights"])
+        if not source.is_file():
             raise SettingsError(f"init_weights={cfg['init_weights']!r}: no such checkpoint file or shipped model "
                                 f"(python -m mhvae_perception.pretrained list shows the shipped ones)")
+        kind = load_checkpoint(source).config.get("kind")
+        if kind != cfg.get("model"):
+            raise SettingsError(f"init_weights={cfg['init_weights']!r} is a {kind} model, but "
+                                f"model={cfg.get('model')!r}; set model={kind}")
     if command == "evaluate" and not cfg.get("checkpoint"):
         raise SettingsError("the evaluate command needs a checkpoint: "
                             "python pretrain/run.py evaluate with checkpoint=PATH (a .pt file or a shipped model name)")
