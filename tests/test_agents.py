@@ -403,3 +403,20 @@ def test_pendulum_latent_gap_measures_along_the_agents_own_episodes(checkpoint, 
     assert gaps["gap_elsewhere"] > 0 and gaps["spread"] > 0 and res["action_change_elsewhere"] >= 0
     with pytest.raises(ValueError, match="latent_stack=1"):
         latent_gap(str(trained[0]), [str(checkpoint)], episodes=1)  # the fixture's agent stacks 2 latents
+
+
+def test_compare_transfer_tables_and_plots_several_runs(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from agents import compare_transfer
+
+    for name, norm in (("a", {"image->sound": 50.0, "sound->image": None}), ("b", {"image->sound": 90.0})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps({"normalised_transfer": norm}))
+    out = tmp_path / "steps.png"
+    monkeypatch.setattr(sys, "argv", ["x", "--out", str(out), f"first={tmp_path / 'a'}", f"second={tmp_path / 'b'}"])
+    compare_transfer.main()
+    text = capsys.readouterr().out
+    assert "| first | 50 % | undefined |" in text and "| second | 90 % | – |" in text and out.stat().st_size > 0
+    with pytest.raises(FileNotFoundError, match="results.json"):
+        compare_transfer.load(str(tmp_path))
