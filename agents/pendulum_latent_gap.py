@@ -33,12 +33,12 @@ def latent_gap(agent_dir: str, models: list[str], episodes: int = 3, seed: int =
     if meta["state"] or int(meta["latent_stack"]) != 1:
         raise ValueError(f"{agent_dir}: needs an agent on single MHVAE latents (latent_stack=1), got "
                          f"state={meta['state']}, latent_stack={meta['latent_stack']}")
-    own = resolve_model(meta["mhvae"]["path"])[0]
     mods = tuple(meta["train_modalities"])
-    nets = [resolve_model(m)[0] for m in models]
-    env = gym.make("PendulumSound-v0")
     if len(mods) != 1:
         raise ValueError(f"{agent_dir}: needs an agent trained on one sensor, got {mods}")
+    own = resolve_model(meta["mhvae"]["path"])[0]
+    nets = [resolve_model(m)[0] for m in models]
+    env = gym.make("PendulumSound-v0")
     other = "sound" if mods == ("image",) else "image"
     cos, gaps, images, changes = [], [], [], []
     for ep in range(int(episodes)):

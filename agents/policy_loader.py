@@ -25,6 +25,8 @@ def collection_policy(path: Path, vec_env, random_action_p: float = 0.0, seed: i
 
     Raises ValueError for anything that is not an agent folder of this project (so that collect tries the next
     registered loader), and for agents that cannot act on sensors (trained on the true state)."""
+    if not 0.0 <= float(random_action_p) <= 1.0:
+        raise TypeError(f"random_action_p must be a probability in [0, 1], got {random_action_p!r}")
     path = Path(path)
     if not path.is_dir() or not (path / "agent.json").is_file():
         raise ValueError(f"{path} is not an agent folder of agents/ (no agent.json)")
@@ -52,8 +54,6 @@ def collection_policy(path: Path, vec_env, random_action_p: float = 0.0, seed: i
         raise ValueError(f"{path}: the agent observes {agent.observation_space.shape}, but its MHVAE gives "
                          f"{n_stack} x {dim} latents; the folder does not match its checkpoint")
 
-    if not 0.0 <= float(random_action_p) <= 1.0:
-        raise TypeError(f"random_action_p must be a probability in [0, 1], got {random_action_p!r}")
     rng = np.random.default_rng(seed)
     space_of_action = getattr(vec_env, "single_action_space", None) or agent.action_space
     space_of_action.seed(int(seed))

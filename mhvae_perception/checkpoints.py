@@ -212,6 +212,12 @@ def _normalised(config: dict) -> dict:
     return json.loads(json.dumps(ModelConfig.from_dict(config).to_dict()))
 
 
+def read_description(path: str | os.PathLike) -> dict:
+    """The model description stored in checkpoint ``path``, without building the model."""
+    path = Path(path)
+    return _description(_read(path), path)
+
+
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
     """Rebuild the model from its stored description and weights; the model is returned in eval mode.
 

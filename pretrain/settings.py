@@ -113,13 +113,13 @@ def check_settings(cfg: Mapping[str, Any], command: str = "main") -> None:
     if cfg.get("init_weights") and command == "main":
         from mhvae_perception.wrappers import shipped_or_path
 
-        from mhvae_perception.checkpoints import load_checkpoint
+        from mhvae_perception.checkpoints import read_description
 
         source = shipped_or_path(cfg["init_weights"])
         if not source.is_file():
             raise SettingsError(f"init_weights={cfg['init_weights']!r}: no such checkpoint file or shipped model "
                                 f"(python -m mhvae_perception.pretrained list shows the shipped ones)")
-        kind = load_checkpoint(source).config.get("kind")
+        kind = read_description(source).get("kind")
         if kind != cfg.get("model"):
             raise SettingsError(f"init_weights={cfg['init_weights']!r} is a {kind} model, but "
                                 f"model={cfg.get('model')!r}; set model={kind}")

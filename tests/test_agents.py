@@ -338,6 +338,7 @@ def test_hyperhot_hits_variant_adds_the_kill_reward_to_the_same_game():
 
 def test_train_sample_trains_on_posterior_samples_and_evaluates_on_means(checkpoint, tmp_path, monkeypatch):
     import agents.common as common
+
     means = make_vec_env("pendulum_sound", "sound", str(checkpoint), seed=3).reset()
     again = make_vec_env("pendulum_sound", "sound", str(checkpoint), seed=3).reset()
     draws = make_vec_env("pendulum_sound", "sound", str(checkpoint), seed=3, sample=True).reset()

@@ -38,7 +38,6 @@ def test_export_keeps_weights_and_drops_training_state(shipped):
 
 
 def test_half_export_halves_the_file_and_loads_into_float32(shipped, tmp_path):
-    model, entry = shipped
     src = save_checkpoint(tmp_path / "run" / "big.pt", _big := _model_of_width(256))
     full = pretrained.export(src, "toy-full", weights_dir=tmp_path)
     half = pretrained.export(src, "toy-half", weights_dir=tmp_path, half=True)
