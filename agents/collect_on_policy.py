@@ -20,7 +20,7 @@ from pathlib import Path
 import envs  # noqa: F401  (registers this project's environments)
 from agents.common import read_agent_meta
 from agents.policy_loader import collection_policy
-from mhvae_perception import collect as collector
+from mhvae_perception.data import collect as collector
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,8 +23,10 @@ from gymnasium import spaces
 
 import envs  # noqa: F401  (registers the environments)
 from agents.config import ENVS, HYPERPARAMS, parse_modalities
-from mhvae_perception.experiment import resolve_device
-from mhvae_perception.wrappers import VecMHVAEObservation, VecSensorFailure, file_sha256, resolve_model
+from mhvae_perception.models.devices import resolve_device
+from mhvae_perception.hashing import file_sha256
+from mhvae_perception.hub import resolve_model
+from mhvae_perception.wrappers import VecMHVAEObservation, VecSensorFailure
 
 ALGOS = ("sac", "dqn")
 AGENT_FORMAT = "mhvae-agent/1"

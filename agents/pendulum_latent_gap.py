@@ -18,7 +18,7 @@ import torch
 
 import envs  # noqa: F401  (registers PendulumSound-v0)
 from agents.common import load_agent
-from mhvae_perception.wrappers import resolve_model
+from mhvae_perception.hub import resolve_model
 
 UPRIGHT_COS = 0.95
 

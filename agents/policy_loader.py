@@ -1,6 +1,6 @@
-"""The safe saved-agent loader for data collection (``mhvae_perception.collect.collect(..., policy=AGENT_DIR)``).
+"""The safe saved-agent loader for data collection (``mhvae_perception.data.collect.collect(..., policy=AGENT_DIR)``).
 
-:func:`register` registers :func:`collection_policy` with :func:`mhvae_perception.collect.register_policy_loader`
+:func:`register` registers :func:`collection_policy` with :func:`mhvae_perception.data.collect.register_policy_loader`
 (explicitly: importing the package changes nothing in the collector); :func:`unregister` removes it. The agent folder is read with
 :func:`agents.common.load_agent` (JSON + tensor-only weights, nothing executed; the MHVAE checkpoint's SHA-256 is
 checked). The returned policy acts on the vector env's raw Dict observations: they are encoded by the agent's
@@ -33,7 +33,8 @@ def collection_policy(path: Path, vec_env, random_action_p: float = 0.0, seed: i
     import torch
 
     from agents.common import load_agent
-    from mhvae_perception.wrappers import ObservationAdapter, encode_observations, resolve_model
+    from mhvae_perception.hub import resolve_model
+    from mhvae_perception.wrappers import ObservationAdapter, encode_observations
 
     agent, meta = load_agent(path, device="cpu")
     if meta["state"]:
@@ -75,14 +76,14 @@ def collection_policy(path: Path, vec_env, random_action_p: float = 0.0, seed: i
 
 def register() -> None:
     """Register :func:`collection_policy` with the collector (idempotent)."""
-    from mhvae_perception.collect import register_policy_loader
+    from mhvae_perception.data.collect import register_policy_loader
 
     register_policy_loader(collection_policy)
 
 
 def unregister() -> None:
     """Remove :func:`collection_policy` from the collector's loaders (if registered)."""
-    from mhvae_perception.collect import POLICY_LOADERS
+    from mhvae_perception.data.collect import POLICY_LOADERS
 
     if collection_policy in POLICY_LOADERS:
         POLICY_LOADERS.remove(collection_policy)

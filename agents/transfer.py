@@ -19,7 +19,7 @@ agents/common.py (nothing executed at load); folders of the old pickle-based for
 from __future__ import annotations
 
 from mhvae_perception.experiment import prepare_experiment  # first: quiets sacred's warning
-from mhvae_perception.wrappers import shipped_or_path
+from mhvae_perception.hub import resolve_model, shipped_or_path
 
 import json
 import time
@@ -354,7 +354,7 @@ def run(cfg: dict, log=print, log_scalar: Callable[[str, float, int], None] | No
     ck_path = shipped_or_path(cfg["mhvae"])
     if not ck_path.is_file():
         raise FileNotFoundError(f"MHVAE checkpoint {ck_path} not found; pass mhvae=PATH of a pretrained checkpoint "
-                                f"or a shipped model's name (python -m mhvae_perception.pretrained list)")
+                                f"or a shipped model's name (python -m mhvae_perception.hub.pretrained list)")
     # the diagnostics' dataset is loaded first: a missing file is reported before hours of training
     splits = diagnostics_data(cfg["env"]) if cfg.get("latent_diagnostics", True) else None
     out = Path(cfg["out_dir"])
@@ -382,14 +382,12 @@ def run(cfg: dict, log=print, log_scalar: Callable[[str, float, int], None] | No
     t0 = time.perf_counter()
     robust = robustness(cfg, ck_path, trained["dirs"], log) if cfg["failure_probs"] else {}
     times["robustness_s"] = time.perf_counter() - t0
-    from mhvae_perception import load_checkpoint
-
     agreement: dict = {}
     if splits is not None:
-        agreement = latent_agreement(load_checkpoint(ck_path).model, cfg["env"], splits=splits)
+        agreement = latent_agreement(resolve_model(ck_path)[0], cfg["env"], splits=splits)
         log("latent agreement: " + json.dumps({k: round(v, 3) for k, v in agreement.items() if k.startswith("rel_")}))
     if cfg["env"] == "pendulum_sound":
-        agreement["state_probe"] = pendulum_state_probe(load_checkpoint(ck_path).model)
+        agreement["state_probe"] = pendulum_state_probe(resolve_model(ck_path)[0])
         log("state probe (R² cos, sin, θ̇): " + json.dumps({k: v for k, v in agreement["state_probe"].items()
                                                              if k.startswith("r2")}))
     meta = {"mhvae_checkpoint": mhvae_reference(ck_path), "wall_times_s": times,

@@ -24,7 +24,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from mhvae_perception import estimators, presets
-from mhvae_perception.model import Query
+from mhvae_perception.models import Query
 
 TABLE1_POINTS, TABLE1_K = 10_500, 5000
 

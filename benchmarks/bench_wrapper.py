@@ -19,7 +19,8 @@ import torch
 
 import envs  # noqa: F401
 from mhvae_perception import presets
-from mhvae_perception.wrappers import MHVAEObservation, VecMHVAEObservation, resolve_model
+from mhvae_perception.hub import resolve_model
+from mhvae_perception.wrappers import MHVAEObservation, VecMHVAEObservation
 
 
 def steps_per_s(env, n: int, vec: bool = False) -> float:

@@ -14,7 +14,7 @@ from pythae.models.nn.base_architectures import BaseDecoder, BaseEncoder
 from torch import nn
 
 from mhvae_perception import presets
-from mhvae_perception.networks import build_modality_networks
+from mhvae_perception.models.networks import build_modality_networks
 
 LATENT = 26
 

@@ -11,7 +11,7 @@ import json
 import time
 
 import envs  # noqa: F401  (registers this project's environments and presets)
-from mhvae_perception import collect as collector
+from mhvae_perception.data import collect as collector
 
 
 def main(argv: list[str] | None = None) -> None:

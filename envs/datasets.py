@@ -1,4 +1,4 @@
-"""Pretraining datasets of this project's environments: a thin layer over :mod:`mhvae_perception.collect`.
+"""Pretraining datasets of this project's environments: a thin layer over :mod:`mhvae_perception.data.collect`.
 
 The library does the work for any environment; this module keeps the older names (``collect_dataset``,
 ``load_dataset``, ``default_path``, ``DEFAULT_SIZES``). The file format is the library's (see
@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 import envs  # noqa: F401  (registers the environments and their presets)
-from mhvae_perception import collect as collector
-from mhvae_perception.presets import env_preset
+from mhvae_perception.data import collect as collector
+from mhvae_perception.data.presets import env_preset
 
 DEFAULT_SIZES = {env_id: env_preset(env_id).dataset_sizes for env_id in envs.ENV_IDS}
 

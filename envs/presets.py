@@ -1,12 +1,12 @@
 """The hand-tuned networks of PendulumSound-v0 and Hyperhot-v0, registered with the library on import.
 
 They are exactly the networks the project's results were measured with (same state-dict keys and shapes);
-other environments get an inferred description (:mod:`mhvae_perception.describe`).
+other environments get an inferred description (:mod:`mhvae_perception.data.describe`).
 """
 from __future__ import annotations
 
-from mhvae_perception.presets import register_env_preset
-from mhvae_perception.specs import CoreSpec, ModalitySpec
+from mhvae_perception.data.presets import register_env_preset
+from mhvae_perception.models.specs import CoreSpec, ModalitySpec
 
 PENDULUM_SOUND = (
     ModalitySpec("image", (2, 60, 60), "bernoulli", 16, "conv",

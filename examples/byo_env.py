@@ -52,7 +52,7 @@ from gymnasium.wrappers import AddRenderObservation, TransformObservation
 from PIL import Image
 
 from mhvae_perception import data, presets, save_checkpoint
-from mhvae_perception.registry import build_model
+from mhvae_perception.models.registry import build_model
 
 ENV_ID = "PendulumPixels-v0"
 SIZE = 48

@@ -3,7 +3,7 @@
 Source: M. Vasco, F. S. Melo, A. Paiva (2020), *MHVAE: a Human-Inspired Deep Hierarchical Generative Model for
 Multimodal Representation Learning*, arXiv 2006.02991, Tables 1-3 (test-set log-likelihoods in nats, higher
 is better, estimated with K importance samples). Each table has the same five rows, in the order of
-``mhvae_perception.estimators.PAPER_ROWS``: log p(x1) from x1 (I); log p(x1,x2) from x1 (I), from x2 (A, the
+``mhvae_perception.evaluation.estimators.PAPER_ROWS``: log p(x1) from x1 (I); log p(x1,x2) from x1 (I), from x2 (A, the
 label or attributes), from both (I,A); log p(x1|x2) from x2 (A). x1 is the image, x2 the label (MNIST,
 FashionMNIST) or the 18 attributes (CelebA). The values below were transcribed from those tables for this
 project; ``None`` marks a cell the paper does not report.

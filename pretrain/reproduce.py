@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from mhvae_perception.registry import MODEL_KINDS
+from mhvae_perception.models.registry import MODEL_KINDS
 from pretrain import paper, results_table
 from pretrain.run import ex
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Mapping, Optional, Sequence
 
-from mhvae_perception.registry import MODEL_KINDS
+from mhvae_perception.models.registry import MODEL_KINDS
 from pretrain import paper
 
 PAPER_MODELS = ("jmvae", "mvae", "mhvae")
@@ -43,7 +43,7 @@ def budget_text(budget: Mapping) -> str:
 
 def table_rows(ours: Mapping[str, Mapping]) -> list[tuple[str, str, str]]:
     """(key, metric, input) of the paper's rows, then of the rows only our results have."""
-    from mhvae_perception.estimators import PAPER_ROWS
+    from mhvae_perception.evaluation.estimators import PAPER_ROWS
 
     rows = [tuple(r) for r in PAPER_ROWS]
     known = {r[0] for r in rows}

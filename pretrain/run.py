@@ -23,15 +23,16 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Optional
 
-from mhvae_perception.experiment import prepare_experiment, resolve_device  # first: quiets sacred's warning
+from mhvae_perception.experiment import prepare_experiment  # first: quiets sacred's warning
+from mhvae_perception.models.devices import resolve_device  # first: quiets sacred's warning
 
 import torch
 from sacred import Experiment
 from tqdm.auto import tqdm
 
 from mhvae_perception import checkpoints, data, estimators, presets, pretrained, registry
-from mhvae_perception.specs import ModelConfig
-from mhvae_perception.wrappers import shipped_or_path
+from mhvae_perception.models.specs import ModelConfig
+from mhvae_perception.hub import shipped_or_path
 from pretrain import figures, results_table
 from pretrain.paper import PROTOCOL
 from pretrain.runfolder import RunFolderLock, RunPaths, epoch_seed, rng_state, seed_everything, set_rng_state
@@ -46,7 +47,7 @@ def config():
     dataset = "mnist"  # mnist | fashionmnist | celeba | pendulum_sound | hyperhot
     model_overrides = {}  # changes to the model description: {"modalities": {name: {field: v}}, "core": {...}, field: v}
     env_id = None  # instead of dataset: any Gymnasium env with a Dict observation (e.g. PendulumSound-v0), collected when missing
-    model = "mhvae"  # mhvae | jmvae | mvae (mhvae_perception.registry.MODEL_KINDS)
+    model = "mhvae"  # mhvae | jmvae | mvae (mhvae_perception.models.registry.MODEL_KINDS)
     seed = 0  # seeds parameters, data order, binarisation and sampling (fixed default so re-runs resume)
     epochs = 50 if dataset == "celeba" else 500  # training epochs (raising it continues a finished run)
     lr = 1e-4 if dataset == "celeba" else 1e-3  # Adam learning rate
@@ -404,8 +405,8 @@ def evaluate_model(model, splits: data.DatasetSplits, cfg: dict, out_dir, checkp
                "train_wall_s": history[-1].get("time/elapsed_s") if history else None,
                "max_train_batches": ((training_state or {}).get("run_config") or {}).get("max_train_batches"),
                "device": str(device), "elbo_terms": elbo_terms}
-    if getattr(splits, "state", None) and importlib.util.find_spec("mhvae_perception.probes"):
-        probes = importlib.import_module("mhvae_perception.probes")
+    if getattr(splits, "state", None) and importlib.util.find_spec("mhvae_perception.evaluation.probes"):
+        probes = importlib.import_module("mhvae_perception.evaluation.probes")
         metrics["probes"] = probes.transfer_probes(model, splits, out_dir, seed=int(cfg["eval_seed"]), writer=writer)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     lines = results_table.run_results_markdown(metrics)
@@ -437,7 +438,7 @@ def main(_run, _config, model_overrides):
 
 
 def locate_checkpoint(name: str) -> tuple[Path, Optional[dict]]:
-    """A checkpoint file, or a shipped model's file (``mhvae_perception.pretrained``) and its manifest entry."""
+    """A checkpoint file, or a shipped model's file (``mhvae_perception.hub.pretrained``) and its manifest entry."""
     path = shipped_or_path(name)
     if not path.is_file():
         raise checkpoints.CheckpointError(f"checkpoint={name!r} is neither a checkpoint file nor a shipped model name; "

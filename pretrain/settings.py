@@ -11,7 +11,7 @@ import math
 from numbers import Integral, Real
 from typing import Any, Mapping, Optional, Sequence
 
-from mhvae_perception.experiment import resolve_device
+from mhvae_perception.models.devices import resolve_device
 
 
 class SettingsError(ValueError):
@@ -28,8 +28,8 @@ LEGACY_DEFAULTS = {"env_id": None, "model_overrides": {}}
 
 
 def model_kinds() -> tuple[str, ...]:
-    """The model kinds the library can build (``mhvae_perception.registry.MODEL_KINDS``)."""
-    from mhvae_perception.registry import MODEL_KINDS
+    """The model kinds the library can build (``mhvae_perception.models.registry.MODEL_KINDS``)."""
+    from mhvae_perception.models.registry import MODEL_KINDS
 
     return tuple(MODEL_KINDS)
 
@@ -111,14 +111,13 @@ def check_settings(cfg: Mapping[str, Any], command: str = "main") -> None:
     for name in ("data_path", "resume", "checkpoint", "eval_dir", "init_weights"):
         _text(cfg, name, optional=True)
     if cfg.get("init_weights") and command == "main":
-        from mhvae_perception.wrappers import shipped_or_path
-
-        from mhvae_perception.checkpoints import read_description
+        from mhvae_perception.hub import shipped_or_path
+        from mhvae_perception.hub.checkpoints import read_description
 
         source = shipped_or_path(cfg["init_weights"])
         if not source.is_file():
             raise SettingsError(f"init_weights={cfg['init_weights']!r}: no such checkpoint file or shipped model "
-                                f"(python -m mhvae_perception.pretrained list shows the shipped ones)")
+                                f"(python -m mhvae_perception.hub.pretrained list shows the shipped ones)")
         kind = read_description(source).get("kind")
         if kind != cfg.get("model"):
             raise SettingsError(f"init_weights={cfg['init_weights']!r} is a {kind} model, but "
@@ -140,7 +139,7 @@ def _check_model_overrides(value: Any) -> None:
     value}``: field names checked here, modality names and values when the description is built."""
     import dataclasses
 
-    from mhvae_perception.specs import CoreSpec, ModalitySpec, ModelConfig
+    from mhvae_perception.models.specs import CoreSpec, ModalitySpec, ModelConfig
 
     fields = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731
     allowed = ("a dict such as {'modalities': {'sound': {'recon_weight': 100.0}}, 'core': {'kl_weight': 0.2}, "
@@ -170,8 +169,8 @@ def _check_env_id(env_id: Any) -> None:
     """The environment must be known to Gymnasium (its package imported) before any data is collected."""
     if not isinstance(env_id, str) or not env_id.strip():
         raise _fail("env_id", env_id, "None or a Gymnasium environment id such as 'PendulumSound-v0'")
-    from mhvae_perception.collect import resolve_env_id
-    from mhvae_perception.presets import resolve_env_name
+    from mhvae_perception.data.collect import resolve_env_id
+    from mhvae_perception.data.presets import resolve_env_name
 
     try:
         resolve_env_id(resolve_env_name(env_id))

@@ -8,7 +8,7 @@ one torch thread; a variant whose run folder already holds ``metrics.json`` is n
 one resumes from its ``last.pt``, so re-running the sweep continues it. The table (``sweep.md``), the data
 (``sweep.json``) and a bar chart (``sweep.png``) go to ``runs/sweeps/<env>-ep<epochs>/``.
 
-The predictor (``mhvae_perception.probes``): held-out R² of state probes from q(z_c | one sensor), and "probe
+The predictor (``mhvae_perception.evaluation.probes``): held-out R² of state probes from q(z_c | one sensor), and "probe
 transfer": a probe fitted on one sensor's latents scored on the other's. Variants: the MHVAE's own knobs (λ_i,
 β_i^m, β^c, warm-ups, MRD w_i) and the optional cross-modal agreement term γ (an extension beyond the paper).
 """

@@ -16,7 +16,7 @@ from agents.common import (AgentFileError, load_agent, make_vec_env, random_retu
                            train_agent)
 from agents.config import condition_name, parse_modalities
 from mhvae_perception import presets, save_checkpoint
-from mhvae_perception.wrappers import file_sha256
+from mhvae_perception.hashing import file_sha256
 
 
 @pytest.fixture(scope="module")
@@ -300,7 +300,7 @@ def test_collection_policy_acts_like_the_agent_on_raw_observations(checkpoint, t
     import gymnasium as gym
 
     from agents.policy_loader import collection_policy, register, unregister
-    from mhvae_perception import collect as collector
+    from mhvae_perception.data import collect as collector
 
     out, _, _ = trained
     gvec = gym.vector.SyncVectorEnv([lambda: gym.make("PendulumSound-v0")] * 2)

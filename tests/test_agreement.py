@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mhvae_perception import ModelConfig, build_model, checkpoints, load_checkpoint, save_checkpoint
-from mhvae_perception.distributions import gaussian_kl
+from mhvae_perception.models.distributions import gaussian_kl
 
 from test_model import briefly_trained, random_batch, small_config
 

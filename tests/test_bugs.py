@@ -174,7 +174,7 @@ def test_categorical_likelihood_is_normalised():
 # ------------------------------------------------------------------ baselines
 def _deterministic(monkeypatch):
     """One 'sample' z = mu in the baselines' ELBOs, so a loss can be recomputed by hand."""
-    from mhvae_perception import baselines
+    from mhvae_perception.models import baselines
 
     monkeypatch.setattr(baselines, "reparameterise", lambda mu, logvar, n=None: mu)
 

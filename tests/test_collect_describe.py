@@ -10,9 +10,11 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from mhvae_perception import collect as collector
-from mhvae_perception import data, describe, presets
-from mhvae_perception.registry import build_model
+from mhvae_perception.data import collect as collector
+from mhvae_perception.data.spaces import space_from_json
+from mhvae_perception import data, presets
+from mhvae_perception.data import describe
+from mhvae_perception.models.registry import build_model
 
 TOY_ID = "ToySensors-v0"
 
@@ -71,7 +73,7 @@ def toy_file(tmp_path_factory):
 def test_collected_file_round_trip(toy_file):
     arrays, meta = collector.read_collected(toy_file)
     space = gym.make(TOY_ID).observation_space
-    assert collector.space_from_json(meta["observation_space"]) == space
+    assert space_from_json(meta["observation_space"]) == space
     assert json.loads(json.dumps(meta)) == meta  # plain JSON
     expected_dtypes = {"cam": np.uint8, "grey": np.float32, "mask": np.uint8, "vec": np.float32,
                        "mode": np.int64, "bits": np.uint8}

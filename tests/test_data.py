@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import mhvae_perception
 from mhvae_perception import data
 
 ALL_ATTRS = ("5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair "
@@ -48,7 +49,7 @@ def test_data_root_env(monkeypatch, tmp_path):
     monkeypatch.setenv("MHVAE_DATA_ROOT", str(tmp_path))
     assert data.data_root() == tmp_path
     monkeypatch.delenv("MHVAE_DATA_ROOT")
-    assert data.data_root() == Path(data.__file__).resolve().parent.parent / "data"
+    assert data.data_root() == Path(mhvae_perception.__file__).resolve().parent.parent / "data"
 
 
 def test_celeba_crop_scales_with_size():

@@ -9,7 +9,8 @@ import torch
 import envs
 from envs import collect as cli
 from envs.datasets import DEFAULT_SIZES, collect_dataset, default_path, load_dataset
-from mhvae_perception import collect as collector
+from mhvae_perception.data import collect as collector
+from mhvae_perception.data.spaces import space_from_json
 from mhvae_perception import data, presets
 
 
@@ -34,7 +35,7 @@ def test_collect_load_round_trip(tmp_path, env_id):
     assert meta["env_id"] == env_id and meta["seed"] == 5 and meta["policy"] == "random" and meta["n_envs"] == 2
     assert (meta["n_train"], meta["n_test"]) == (7, 3)
     assert meta["state_names"] == list(env.unwrapped.state_names)
-    assert collector.space_from_json(meta["observation_space"]) == env.observation_space
+    assert space_from_json(meta["observation_space"]) == env.observation_space
     # the stream: rows in (step, sub-env) order; sub-env 0 of train is reset with the first train seed and
     # steps with the seeded vector action space; with same-step autoreset no terminal observation is stored
     vec_space = gym.vector.utils.batch_space(env.action_space, 2)
@@ -101,7 +102,7 @@ def test_builtin_envs_through_the_generic_path(tmp_path, env_id, alias):
         cfg = presets.config_for_env(env_id, splits, kind)
         reference = presets.build(alias, kind).state_dict()
         built = presets.build(alias, kind, normalisation=splits.normalisation)
-        from mhvae_perception.registry import build_model
+        from mhvae_perception.models.registry import build_model
 
         got = build_model(cfg).state_dict()
         assert {k: tuple(v.shape) for k, v in got.items()} == {k: tuple(v.shape) for k, v in reference.items()}

@@ -8,7 +8,7 @@ from torch import nn
 from torch.distributions import MultivariateNormal
 
 from mhvae_perception import MHVAE, CoreSpec, ModalitySpec, ModelConfig, Query, build_model, estimators
-from mhvae_perception.distributions import gaussian_log_prob
+from mhvae_perception.models.distributions import gaussian_log_prob
 
 from test_model import random_batch, small_config
 

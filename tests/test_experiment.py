@@ -6,7 +6,8 @@ import torch
 from sacred import Experiment
 from sacred.observers import FileStorageObserver
 
-from mhvae_perception.experiment import prepare_experiment, resolve_device
+from mhvae_perception.experiment import prepare_experiment  # first: quiets sacred's warning
+from mhvae_perception.models.devices import resolve_device
 
 
 def test_resolve_device_auto_and_cpu():

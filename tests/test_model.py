@@ -7,8 +7,8 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from mhvae_perception import MHVAE, CoreSpec, ModalitySpec, ModelConfig, build_model, presets, warmup_scale
-from mhvae_perception.baselines import product_of_experts
-from mhvae_perception.distributions import gaussian_kl, gaussian_log_prob, standard_normal_kl
+from mhvae_perception.models.baselines import product_of_experts
+from mhvae_perception.models.distributions import gaussian_kl, gaussian_log_prob, standard_normal_kl
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -201,7 +201,7 @@ def test_mvae_trains_without_nans_on_real_mnist():
 
 
 def test_inference_copy_folds_batchnorm_without_changing_outputs():
-    from mhvae_perception.networks import fused_for_inference
+    from mhvae_perception.models.networks import fused_for_inference
 
     torch.manual_seed(0)
     model = presets.build("mnist")

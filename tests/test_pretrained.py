@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from mhvae_perception import CheckpointError, pretrained, save_checkpoint
-from mhvae_perception.model import MHVAE
-from mhvae_perception.specs import CoreSpec, ModalitySpec, ModelConfig
+from mhvae_perception.models import MHVAE
+from mhvae_perception.models.specs import CoreSpec, ModalitySpec, ModelConfig
 
 
 def _model():
@@ -98,7 +98,7 @@ def test_every_shipped_model_verifies_and_loads(name):
 def test_wrappers_resolve_a_shipped_name_but_prefer_an_existing_path(shipped, tmp_path, monkeypatch):
     from pathlib import Path
 
-    from mhvae_perception.wrappers import resolve_model, shipped_or_path
+    from mhvae_perception.hub import resolve_model, shipped_or_path
 
     model, _ = shipped
     loaded, path = resolve_model("toy-mhvae")

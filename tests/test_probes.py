@@ -8,8 +8,8 @@ import torch
 
 from mhvae_perception import probes
 from mhvae_perception.data import DictTensorDataset
-from mhvae_perception.model import MHVAE
-from mhvae_perception.specs import CoreSpec, ModalitySpec, ModelConfig
+from mhvae_perception.models import MHVAE
+from mhvae_perception.models.specs import CoreSpec, ModalitySpec, ModelConfig
 
 
 def test_r2_matches_its_definition():

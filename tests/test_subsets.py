@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from mhvae_perception.subsets import (keep_thresholds, parse_failure_probs, sample_keep, sample_keep_mask,
+from mhvae_perception.models.subsets import (keep_thresholds, parse_failure_probs, sample_keep, sample_keep_mask,
                                       subset_probabilities)
 
 

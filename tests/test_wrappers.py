@@ -9,8 +9,9 @@ from gymnasium import spaces
 
 import envs  # noqa: F401
 from mhvae_perception import presets, save_checkpoint
-from mhvae_perception.wrappers import (MHVAEObservation, SensorFailure, VecMHVAEObservation, file_sha256,
-                                       resolve_model)
+from mhvae_perception.hashing import file_sha256
+from mhvae_perception.hub import resolve_model
+from mhvae_perception.wrappers import MHVAEObservation, SensorFailure, VecMHVAEObservation
 
 # close to PendulumSound's random-policy statistics (Doppler frequency in Hz, amplitude 1/d^2 per microphone)
 SOUND_NORM = {"sound": {"mean": [[[450.0, 0.11], [450.0, 0.11], [455.0, 0.25]]] * 2,
@@ -507,7 +508,7 @@ def test_sensor_failure_near_one_is_bounded_and_conditional(model):
 
 
 def test_sensor_failure_subset_frequencies_match_the_closed_form(model):
-    from mhvae_perception.subsets import subset_probabilities
+    from mhvae_perception.models.subsets import subset_probabilities
 
     _, inner = wrapped(model, ("image", "sound"))
     probs = {"image": 0.3, "sound": 0.8}
@@ -541,7 +542,7 @@ def test_availability_is_explicit_and_validated(model):
 def test_checkpoint_with_nan_weights_is_refused_by_the_wrappers(tmp_path):
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from mhvae_perception.checkpoints import CheckpointError
+    from mhvae_perception.hub.checkpoints import CheckpointError
 
     torch.manual_seed(0)
     broken = presets.build("pendulum_sound", "mhvae").eval()

@@ -27,10 +27,10 @@ from typing import Any
 
 import torch
 
-from .model import MultimodalVAE
-from .registry import build_model
-from .specs import ModelConfig
-from .version import __version__
+from ..models.base import MultimodalVAE
+from ..models.registry import build_model
+from ..models.specs import ModelConfig
+from ..version import __version__
 
 FORMAT = "mhvae-perception-checkpoint"
 FORMAT_VERSION = 1

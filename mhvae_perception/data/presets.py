@@ -7,7 +7,7 @@ linear layer (``core.hidden = ()``).
 
 Environments bring their own hand-tuned networks with :func:`register_env_preset` (this project's
 ``envs/`` package registers PendulumSound-v0 and Hyperhot-v0 when imported); any other environment gets a
-description inferred from its observation space and data (:mod:`mhvae_perception.describe`).
+description inferred from its observation space and data (:mod:`mhvae_perception.data.describe`).
 :func:`config_for_env` picks the registered preset if there is one, else the inferred description.
 """
 from __future__ import annotations
@@ -17,9 +17,11 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
-from .model import MultimodalVAE
-from .registry import build_model as _build
-from .specs import CoreSpec, ModalitySpec, ModelConfig, Normalisation
+from ..models.base import MultimodalVAE
+from ..models.registry import build_model as _build
+from ..models.specs import CoreSpec, ModalitySpec, ModelConfig, Normalisation
+from .describe import apply_overrides, infer_model_config
+from .spaces import space_from_json
 
 MLP3 = lambda width, act="leaky_relu": {"hidden": [width] * 3, "activation": act, "batchnorm": True}  # noqa: E731
 
@@ -63,7 +65,7 @@ class EnvPreset:
 
     ``alias``: an optional short dataset name (e.g. ``"pendulum_sound"``); ``figure_hints``: extra
     :attr:`DatasetSplits.figure_hints <mhvae_perception.data.DatasetSplits.figure_hints>` (e.g.
-    ``feature_names``); ``dataset_sizes``: default (n_train, n_test) for :func:`mhvae_perception.collect.collect`.
+    ``feature_names``); ``dataset_sizes``: default (n_train, n_test) for :func:`mhvae_perception.data.collect.collect`.
     """
 
     env_id: str
@@ -159,8 +161,6 @@ def config_for_env(env_id: str, splits: Any, kind: str = "mhvae", **overrides: A
     preset = env_preset(env_id)
     normalisation = getattr(splits, "normalisation", None) or {}
     if preset is not None:
-        from .describe import apply_overrides
-
         modalities, core, rest = apply_overrides(list(preset.modalities), preset.core, overrides, lambda _m: None)
         preset = dataclasses.replace(preset, modalities=tuple(modalities), core=core)
         cfg = _env_config(preset, kind, rest.pop("warmup_modality_epochs", 0.0), rest.pop("warmup_core_epochs", 0.0),
@@ -168,9 +168,6 @@ def config_for_env(env_id: str, splits: Any, kind: str = "mhvae", **overrides: A
         for name, stats in normalisation.items():
             cfg = cfg.replace_modality(name, normalisation=Normalisation(_listify(stats["mean"]), _listify(stats["std"])))
         return cfg
-    from .collect import space_from_json
-    from .describe import infer_model_config
-
     info = getattr(splits, "info", {}) or {}
     meta = info.get("metadata") or {}
     if "observation_space" not in meta or "statistics" not in info:

@@ -20,7 +20,7 @@ Rules, per sensor of a ``Dict`` observation space (every choice is printed and e
   Baselines (``jmvae``, ``mvae``) get one latent of z_c's size fused by one linear layer, like the presets.
 
 The layout travels in two documented places: ``DatasetSplits.info["modalities"][name]`` (``layout``,
-``scale``) for the data, and the dataset metadata written by :mod:`mhvae_perception.collect`. The model
+``scale``) for the data, and the dataset metadata written by :mod:`mhvae_perception.data.collect`. The model
 itself only ever sees (C, H, W) floats in [0, 1]; a wrapper that feeds an env's raw ``HWC`` uint8 frames to
 it converts them with :func:`to_model_layout`.
 """
@@ -34,7 +34,8 @@ from typing import Any, Callable, Mapping, Optional
 import numpy as np
 from gymnasium import spaces
 
-from .specs import CoreSpec, ModalitySpec, ModelConfig, Normalisation
+from ..models.specs import CoreSpec, ModalitySpec, ModelConfig, Normalisation
+from .spaces import check_observation_space
 
 MIN_IMAGE_SIDE = 16
 MAX_CHANNELS = 4
@@ -251,13 +252,11 @@ def infer_model_config(observation_space: spaces.Dict, train_arrays: Optional[Ma
     """A :class:`ModelConfig` for the sensors of ``observation_space`` by the rules of this module.
 
     ``train_arrays``: the training data, ``{sensor: array (N, *env shape)}`` as the environment produces it
-    (or as :mod:`mhvae_perception.collect` stored it); it gives the Gaussian normalisation and whether images
+    (or as :mod:`mhvae_perception.data.collect` stored it); it gives the Gaussian normalisation and whether images
     are binary. Alternatively pass ``statistics`` (:func:`data_statistics`' output). ``overrides``:
     ``{sensor: {ModalitySpec field: value}, "core": {CoreSpec field: value}, ModelConfig field: value}``.
     Every choice is printed when ``verbose``.
     """
-    from .collect import check_observation_space
-
     check_observation_space(observation_space)
     if statistics is None:
         if train_arrays is None:

@@ -40,7 +40,7 @@ class ModalitySpec:
         likelihood: ``"bernoulli"`` (logits; binary images, multi-label attributes), ``"categorical"``
             (one-hot labels) or ``"gaussian"`` (continuous values; learned per-feature variance).
         latent_dim: size of the modality-specific latent z_i (of the modality network's code in baselines).
-        network: name of a builder in :data:`mhvae_perception.networks.NETWORKS`.
+        network: name of a builder in :data:`mhvae_perception.models.networks.NETWORKS`.
         network_kwargs: keyword arguments of that builder (JSON values only).
         recon_weight: λ_i, the weight of the reconstruction term.
         kl_weight: β_i^m, the weight of KL(q(z_i|x_i) || p(z_i|z_c)).
@@ -103,12 +103,12 @@ class CoreSpec:
 class ModelConfig:
     """Everything needed to rebuild a model: its kind, modalities, core and training-loss schedule.
 
-    ``kind`` names a model of :data:`mhvae_perception.registry.MODEL_KINDS` (``"mhvae"``, ``"jmvae"``,
+    ``kind`` names a model of :data:`mhvae_perception.models.registry.MODEL_KINDS` (``"mhvae"``, ``"jmvae"``,
     ``"mvae"``), checked when the model is built. Warm-ups are in epochs: the β^m terms rise linearly
     from 0 over ``warmup_modality_epochs`` (U_m), the β^c term over ``warmup_core_epochs`` (U_c); baselines
     use ``warmup_core_epochs`` as U_b for their single KL term. ``jmvae_alpha`` is JMVAE-kl's α.
     ``agreement_weight`` γ (MHVAE only; 0 = the paper's loss) weights an optional cross-modal agreement term,
-    an extension beyond the paper (see :meth:`mhvae_perception.model.MHVAE.loss`). Descriptions written
+    an extension beyond the paper (see :meth:`mhvae_perception.models.mhvae.MHVAE.loss`). Descriptions written
     before a field existed load with its default.
     """
 
@@ -127,7 +127,7 @@ class ModelConfig:
         if isinstance(self.core, dict):
             object.__setattr__(self, "core", CoreSpec(**self.core))
         object.__setattr__(self, "logvar_clamp", tuple(float(v) for v in self.logvar_clamp))
-        # Which kinds exist is the registry's business (mhvae_perception.registry, checked by build_model):
+        # Which kinds exist is the registry's business (mhvae_perception.models.registry, checked by build_model):
         # specs.py sits below the models and must not import them.
         if not isinstance(self.kind, str) or not self.kind:
             raise ValueError(f"model kind must be a non-empty string such as 'mhvae', got {self.kind!r}")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 import sys
@@ -33,13 +32,17 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from .version import __version__
+from ..hashing import file_sha256
+from ..version import __version__
+from .presets import env_preset, resolve_env_name
+from .root import data_root
+from .spaces import (array_key, check_observation_space, is_binary_box,
+                     space_to_json, state_key, storage_dtype)
 
 #: Sizes used when neither the caller nor a registered environment preset gives any.
 GENERIC_SIZES = (10_000, 1_000)
 DEFAULT_N_ENVS = 4
 FORMAT_VERSION = 2
-_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 PolicyFn = Callable[[Any], Any]
 #: Loaders turning a saved-agent path into a policy ``obs batch -> action batch``; see
@@ -48,7 +51,7 @@ POLICY_LOADERS: list[Callable[[Path, gym.vector.VectorEnv], PolicyFn]] = []
 
 
 # --------------------------------------------------------------------------------------------------
-# environment ids and spaces
+# environment ids
 # --------------------------------------------------------------------------------------------------
 def resolve_env_id(env_id: str) -> str:
     """``"module:EnvId"`` (Gymnasium's convention) imports ``module`` (which registers the id) and returns
@@ -65,101 +68,6 @@ def resolve_env_id(env_id: str) -> str:
                          f"registers it first (e.g. `import envs` for this project's environments) or pass "
                          f"'module:{env_id}'")
     return env_id
-
-
-def space_to_json(space: spaces.Space) -> dict:
-    """A JSON description of a ``Dict`` of ``Box`` / ``Discrete`` / ``MultiBinary`` spaces (bounds included)."""
-    if isinstance(space, spaces.Dict):
-        return {"type": "Dict", "spaces": {k: space_to_json(v) for k, v in space.spaces.items()}}
-    if isinstance(space, spaces.Box):
-        low, high = np.asarray(space.low), np.asarray(space.high)
-        same = bool(np.all(low == low.flat[0]) and np.all(high == high.flat[0]))
-        return {"type": "Box", "shape": list(space.shape), "dtype": str(space.dtype),
-                "low": _json_number(low.flat[0]) if same else low.tolist(),
-                "high": _json_number(high.flat[0]) if same else high.tolist()}
-    if isinstance(space, spaces.Discrete):
-        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
-    if isinstance(space, spaces.MultiBinary):
-        return {"type": "MultiBinary", "shape": list(space.shape)}
-    raise TypeError(f"cannot describe {space}: only Dict, Box, Discrete and MultiBinary spaces are supported")
-
-
-def space_from_json(desc: Mapping[str, Any]) -> spaces.Space:
-    """The space :func:`space_to_json` described."""
-    kind = desc.get("type")
-    if kind == "Dict":
-        return spaces.Dict({k: space_from_json(v) for k, v in desc["spaces"].items()})
-    if kind == "Box":
-        dtype = np.dtype(desc["dtype"])
-        shape = tuple(desc["shape"])
-        low = np.broadcast_to(np.asarray(_float(desc["low"]), dtype=np.float64), shape)
-        high = np.broadcast_to(np.asarray(_float(desc["high"]), dtype=np.float64), shape)
-        return spaces.Box(low.astype(dtype), high.astype(dtype), shape=shape, dtype=dtype)
-    if kind == "Discrete":
-        return spaces.Discrete(int(desc["n"]), start=int(desc.get("start", 0)))
-    if kind == "MultiBinary":
-        shape = [int(v) for v in desc["shape"]]
-        return spaces.MultiBinary(shape[0] if len(shape) == 1 else shape)
-    raise ValueError(f"unknown space description type {kind!r}")
-
-
-def _json_number(value: Any) -> Any:
-    value = float(value)
-    return value if math.isfinite(value) else ("inf" if value > 0 else "-inf")
-
-
-def _float(value: Any) -> Any:
-    if isinstance(value, str):
-        return float(value)
-    if isinstance(value, list):
-        return [_float(v) for v in value]
-    return value
-
-
-def check_observation_space(space: spaces.Space) -> None:
-    """Raise ``ValueError`` unless ``space`` is a ``Dict`` of Box / Discrete / MultiBinary with file-safe keys."""
-    if not isinstance(space, spaces.Dict):
-        raise ValueError(
-            f"the observation space must be a gymnasium.spaces.Dict of sensors, got {space}; wrap the environment "
-            f"so that it returns a dict, e.g. gymnasium.wrappers.AddRenderObservation(env, render_only=False) "
-            f"(keys 'state' and 'pixels') or a TransformObservation")
-    for key, sub in space.spaces.items():
-        if not isinstance(key, str) or not _KEY_RE.match(key) or key == STATE_KEY_IF_TAKEN:
-            raise ValueError(f"observation key {key!r}: use letters, digits, '_', '.', '-' only (and not "
-                             f"{STATE_KEY_IF_TAKEN!r}, where the true state goes when a sensor is called 'state')")
-        if not isinstance(sub, (spaces.Box, spaces.Discrete, spaces.MultiBinary)):
-            raise ValueError(f"observation {key!r} is {sub}; supported sensors are Box, Discrete and MultiBinary "
-                             f"(flatten or split other spaces with a wrapper)")
-
-
-def is_binary_box(space: spaces.Space) -> bool:
-    """A float Box whose bounds lie in [0, 1]: its values may all be 0/1 and then travel as uint8."""
-    return (isinstance(space, spaces.Box) and np.issubdtype(space.dtype, np.floating)
-            and bool(np.all(space.low >= 0)) and bool(np.all(space.high <= 1)))
-
-
-def storage_dtype(space: spaces.Space) -> np.dtype:
-    """The dtype a sensor is stored in: uint8 for uint8 Boxes, MultiBinary and (tentatively) float Boxes in
-    [0, 1] (kept only if every value is exactly 0 or 1, else float32); int64 for Discrete; else the Box's dtype."""
-    if isinstance(space, spaces.Discrete):
-        return np.dtype(np.int64)
-    if isinstance(space, spaces.MultiBinary) or is_binary_box(space):
-        return np.dtype(np.uint8)
-    return np.dtype(space.dtype)
-
-
-def array_key(split: str, key: str) -> str:
-    """The .npz key of a sensor (``train_image``) or of the true state (``train_state``)."""
-    return f"{split}_{key}"
-
-
-STATE_KEY = "state"
-#: where the true state goes when a sensor itself is called "state"
-STATE_KEY_IF_TAKEN = "_true_state"
-
-
-def state_key(space: spaces.Dict) -> str:
-    return STATE_KEY_IF_TAKEN if STATE_KEY in space.spaces else STATE_KEY
 
 
 # --------------------------------------------------------------------------------------------------
@@ -190,25 +98,17 @@ def make_policy(policy: Union[str, os.PathLike, PolicyFn], vec_env: gym.vector.V
                                     f"a callable obs -> actions, or the path of a saved agent")
         if not POLICY_LOADERS:
             raise ValueError(f"policy {str(path)!r}: no safe agent loader is registered; import the package that "
-                             f"provides one (it calls mhvae_perception.collect.register_policy_loader), or pass a "
+                             f"provides one (it calls mhvae_perception.data.collect.register_policy_loader), or pass a "
                              f"callable obs -> actions")
         errors = []
         for loader in reversed(POLICY_LOADERS):
             try:
-                digest = f":sha256={_sha256(path)[:16]}" if path.is_file() else ""
+                digest = f":sha256={file_sha256(path)[:16]}" if path.is_file() else ""
                 return loader(path, vec_env), f"agent:{path.name}{digest}"
             except (ValueError, TypeError) as err:  # this loader does not handle that file
                 errors.append(f"{getattr(loader, '__qualname__', loader)}: {err}")
         raise ValueError(f"policy {str(path)!r}: no registered loader accepted it: {'; '.join(errors)}")
     raise TypeError(f"policy must be 'random', a callable or a path, got {policy!r}")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -219,8 +119,6 @@ def collection_settings(env_id: str, n_train: Optional[int] = None, n_test: Opti
                         n_envs: int = DEFAULT_N_ENVS) -> dict:
     """The settings that define a dataset, with defaults filled in (sizes from a registered preset, else
     :data:`GENERIC_SIZES`) and checked: a bad value raises ``ValueError`` before anything runs."""
-    from .presets import env_preset  # presets do not import this module: no cycle
-
     preset = env_preset(env_id)
     d_train, d_test = preset.dataset_sizes if preset is not None else GENERIC_SIZES
     n_train = d_train if n_train is None else n_train
@@ -243,8 +141,6 @@ def collection_settings(env_id: str, n_train: Optional[int] = None, n_test: Opti
 
 def default_path(env_id: str, settings: Optional[Mapping[str, Any]] = None) -> Path:
     """``<data root>/envs/<env_id>.npz`` for the default settings, ``<env_id>-<hash>.npz`` for any other."""
-    from .data import data_root
-
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", env_id)
     if settings is not None and dict(settings) != collection_settings(env_id):
         name += "-" + hashlib.sha256(json.dumps(dict(settings), sort_keys=True).encode()).hexdigest()[:10]
@@ -328,8 +224,6 @@ def collect(env_id: str, n_train: Optional[int] = None, n_test: Optional[int] = 
     ``state_names`` (or null), ``state_key``, ``settings`` (as :func:`collection_settings`), ``versions``
     (mhvae_perception, gymnasium, numpy, python), ``collect_seconds``.
     """
-    from .presets import resolve_env_name
-
     env_id = resolve_env_id(resolve_env_name(env_id))  # a preset alias, "module:EnvId" or an id
     settings = collection_settings(env_id, n_train, n_test, seed, env_kwargs, policy, n_envs)
     probe = gym.make(env_id, **settings["env_kwargs"])
@@ -405,7 +299,7 @@ def read_collected(path: Union[str, os.PathLike]) -> tuple[dict[str, np.ndarray]
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"dataset file {path} not found; collect it with "
-                                f"`python -m envs.collect --env-id ENV_ID` or mhvae_perception.collect.collect()")
+                                f"`python -m envs.collect --env-id ENV_ID` or mhvae_perception.data.collect.collect()")
     try:
         with np.load(path, allow_pickle=False) as z:
             if "metadata" not in z.files:

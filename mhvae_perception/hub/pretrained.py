@@ -8,7 +8,7 @@ Each shipped file is a weights-only checkpoint (``save_checkpoint`` without trai
 under ``mhvae_perception/weights/``; ``weights/manifest.json`` lists name -> file, SHA-256 and provenance. Files
 are read with ``torch.load(weights_only=True)`` after the hash check, so loading never executes code.
 
-Ship a new model (maintainers): ``python -m mhvae_perception.pretrained export runs/<run>/checkpoints/best.pt
+Ship a new model (maintainers): ``python -m mhvae_perception.hub.pretrained export runs/<run>/checkpoints/best.pt
 <name> --note "<budget, command>"``.
 """
 from __future__ import annotations
@@ -21,10 +21,10 @@ from typing import Any
 import torch
 
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from .model import MultimodalVAE
-from .wrappers import file_sha256
+from ..hashing import file_sha256
+from ..models.base import MultimodalVAE
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 MANIFEST = WEIGHTS_DIR / "manifest.json"
 
 
@@ -39,7 +39,7 @@ def _entry(name: str) -> dict[str, Any]:
     models = available()
     if name not in models:
         raise KeyError(f"no shipped model named {name!r}; available: {sorted(models) or 'none'} "
-                       f"(see mhvae_perception.pretrained.available())")
+                       f"(see mhvae_perception.hub.pretrained.available())")
     return models[name]
 
 
@@ -89,7 +89,7 @@ def export(checkpoint: str | Path, name: str, note: str = "", weights_dir: Path 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mhvae_perception.pretrained", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mhvae_perception.hub.pretrained", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the shipped models")
     exp = sub.add_parser("export", help="ship a trained checkpoint (weights + description only)")

@@ -1,6 +1,6 @@
 """The one registry of model kinds: name -> class, above ``model.py`` and ``baselines.py``.
 
-Adding a model = one class with the :class:`~mhvae_perception.model.MultimodalVAE` interface + one line in
+Adding a model = one class with the :class:`~mhvae_perception.models.base.MultimodalVAE` interface + one line in
 :data:`MODELS`. ``ModelConfig.kind`` names an entry here; :func:`build_model` checks it and builds the model.
 """
 from __future__ import annotations
@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Mapping
 
 from .baselines import JMVAE, MVAE
-from .model import MHVAE, MultimodalVAE
+from .base import MultimodalVAE
+from .mhvae import MHVAE
 from .specs import ModelConfig
 
 MODELS: Mapping[str, type[MultimodalVAE]] = {
@@ -23,7 +24,7 @@ def model_class(kind: str) -> type[MultimodalVAE]:
     """The class registered as ``kind``; a ValueError lists the known kinds otherwise."""
     if kind not in MODELS:
         raise ValueError(f"unknown model kind {kind!r}; choose one of {MODEL_KINDS} "
-                         f"(or register a new class in mhvae_perception.registry.MODELS)")
+                         f"(or register a new class in mhvae_perception.models.registry.MODELS)")
     return MODELS[kind]
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .model import MultimodalVAE
+from ..models.base import MultimodalVAE
 
 ACTIVE_THRESHOLD = 0.01
 PROBE_KINDS = ("linear", "mlp")

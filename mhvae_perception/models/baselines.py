@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .distributions import gaussian_kl, gaussian_log_prob, reparameterise, standard_normal_kl, standard_normal_log_prob
-from .model import (Batch, LossOutput, MultimodalVAE, Query, canonical_queries, evaluation, inference,
+from .base import (Batch, LossOutput, MultimodalVAE, Query, canonical_queries, evaluation, inference,
                     warmup_scale)
 from .networks import build_modality_networks, mlp_with_head
 from .specs import ModelConfig

@@ -25,8 +25,8 @@ from typing import Iterable, Mapping, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .model import Batch, MultimodalVAE, Query
-from .networks import fused_for_inference
+from ..models.base import Batch, MultimodalVAE, Query
+from ..models.networks import fused_for_inference
 
 # Values per decoded tensor in one chunk (~25 MB of float32): bounds the memory of a chunk, and stays under
 # glibc's largest reusable heap block, so chunks reuse memory instead of page-faulting fresh mappings.
