@@ -24,19 +24,20 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from mhvae_perception.experiment import prepare_experiment  # first: quiets sacred's warning
-from mhvae_perception.models.devices import resolve_device  # first: quiets sacred's warning
 
 import torch
 from sacred import Experiment
 from tqdm.auto import tqdm
 
 from mhvae_perception import checkpoints, data, estimators, presets, pretrained, registry
-from mhvae_perception.models.specs import ModelConfig
 from mhvae_perception.hub import shipped_or_path
+from mhvae_perception.models.devices import resolve_device
+from mhvae_perception.models.specs import ModelConfig
 from pretrain import figures, results_table
 from pretrain.paper import PROTOCOL
 from pretrain.runfolder import RunFolderLock, RunPaths, epoch_seed, rng_state, seed_everything, set_rng_state
-from pretrain.settings import SettingsError, check_settings, compare_with_recorded, training_settings
+from pretrain.settings import (SettingsError, check_settings, compare_with_recorded, recorded_data_settings,
+                               training_settings)
 
 ex = prepare_experiment(Experiment("mhvae_pretrain", save_git_info=False))
 
@@ -92,11 +93,12 @@ def quick():
 
 
 # ------------------------------------------------------------------------------------------------ data and model
-def load_splits(cfg: dict) -> data.DatasetSplits:
-    """The train/valid/test splits the settings name: ``env_id``'s dataset (collected when missing), else
-    ``dataset``'s."""
+def load_splits(cfg: dict, collect_if_missing: bool = True) -> data.DatasetSplits:
+    """The train/valid/test splits the settings name: ``env_id``'s dataset (collected when missing, if allowed),
+    else ``dataset``'s."""
     if cfg.get("env_id"):
-        return data.load_env_splits(cfg["env_id"], path=cfg["data_path"], split_seed=cfg["split_seed"])
+        return data.load_env_splits(cfg["env_id"], path=cfg["data_path"], split_seed=cfg["split_seed"],
+                                    collect_if_missing=collect_if_missing)
     return data.load_dataset(cfg["dataset"], split_seed=cfg["split_seed"], path=cfg["data_path"])
 
 
@@ -460,9 +462,15 @@ def evaluate(_run, _config):
     modified = set()
     if hasattr(_run, "config_modifications"):
         modified = set(_run.config_modifications.modified) | set(_run.config_modifications.added)
-    for key in ("dataset", "env_id", "split_seed", "data_path"):  # the data the checkpoint was trained on, unless given
-        if key in recorded and key not in modified:
-            cfg[key] = recorded[key]
+    # the data the checkpoint was trained on, unless given; what the file says is data, never a module or a path
+    used, refused = recorded_data_settings(recorded, modified)
+    cfg.update(used)
+    if refused:
+        print("not taken from the checkpoint (pass them yourself to use them): "
+              + "; ".join(f"{k}={v!r} ({why})" for k, (v, why) in refused.items()))
+        if "env_id" in refused and not ({"env_id", "dataset"} & modified):
+            raise SettingsError(f"{path} was trained on env_id={refused['env_id'][0]!r}, which evaluation does not "
+                                f"import on a file's word; pass env_id=... (and data_path=...) to evaluate on it")
     cfg["model"] = ck.model.config.kind
     if "eval_samples" not in modified and not cfg.get("env_id") and cfg["dataset"] in PROTOCOL:
         cfg["eval_samples"] = PROTOCOL[cfg["dataset"]]["eval_samples"]
@@ -475,7 +483,7 @@ def evaluate(_run, _config):
     n = "all" if cfg["eval_points"] is None else cfg["eval_points"]
     out_dir = Path(cfg["eval_dir"]) if cfg["eval_dir"] else run_folder / f"eval-{path.stem}-K{cfg['eval_samples']}-n{n}"
     with RunFolderLock(out_dir, what="evaluation folder"):
-        splits = load_splits(cfg)
+        splits = load_splits(cfg, collect_if_missing="env_id" in modified)  # collected only on the user's word
         writer = None
         if cfg["tensorboard"]:
             from torch.utils.tensorboard import SummaryWriter

@@ -178,6 +178,39 @@ def _check_env_id(env_id: Any) -> None:
         raise SettingsError(f"setting env_id={env_id!r}: {err}") from None
 
 
+def recorded_data_settings(recorded: Mapping[str, Any], given: set) -> tuple[dict, dict]:
+    """The data settings an evaluation takes from a checkpoint's record when the user did not give them:
+    ``(used, refused)``, refused as ``{key: (value, why)}``.
+
+    What a file says is data, never an instruction: a ``dataset`` from the fixed list, a ``split_seed``, and an
+    ``env_id`` only when it is a plain id Gymnasium or this project already knows (a ``module:Id`` would import a
+    module the file names). A recorded ``data_path`` is never used: the file must not choose what is read or
+    written; the user passes ``data_path`` to evaluate on that file."""
+    import gymnasium as gym
+
+    from mhvae_perception.data.presets import LEGACY_ENV_ALIASES, env_presets
+
+    known_envs = set(gym.registry) | set(LEGACY_ENV_ALIASES) | set(env_presets()) \
+        | {target.split(":", 1)[1] for target in LEGACY_ENV_ALIASES.values()}
+    used, refused = {}, {}
+    for key in ("dataset", "env_id", "split_seed", "data_path"):
+        if key not in recorded or key in given or recorded[key] is None:
+            continue
+        value = recorded[key]
+        if key == "dataset" and value not in dataset_names():
+            refused[key] = (value, f"not one of {dataset_names()}")
+        elif key == "split_seed" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            refused[key] = (value, "not an integer >= 0")
+        elif key == "env_id" and not (isinstance(value, str) and ":" not in value and value in known_envs):
+            refused[key] = (value, "not an environment registered in this process; a file never chooses a module "
+                                   "to import")
+        elif key == "data_path":
+            refused[key] = (value, "a file never chooses a path to read or write")
+        else:
+            used[key] = value
+    return used, refused
+
+
 # ------------------------------------------------------------------------------------------------ run folders
 def changed_settings(recorded: Mapping[str, Any], cfg: Mapping[str, Any]) -> dict:
     """``{key: (recorded, now)}`` for the training settings that differ. Keys missing from an old record are

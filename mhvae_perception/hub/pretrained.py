@@ -46,7 +46,7 @@ def _entry(name: str) -> dict[str, Any]:
 def path(name: str) -> Path:
     """The verified file of shipped model ``name``: CheckpointError if it is missing or its SHA-256 differs."""
     entry = _entry(name)
-    file = WEIGHTS_DIR / entry["file"]
+    file = _contained(name, entry.get("file"))
     if not file.is_file():
         raise CheckpointError(f"shipped model {name!r}: {file} is missing; reinstall the package or fetch the "
                               f"repository's {file.relative_to(WEIGHTS_DIR.parent.parent)}")
@@ -55,6 +55,17 @@ def path(name: str) -> Path:
         raise CheckpointError(f"shipped model {name!r}: {file} has SHA-256 {digest}, the manifest says "
                               f"{entry['sha256']}; the file is corrupt or was replaced: do not use it")
     return file
+
+
+def _contained(name: str, file_name: object) -> Path:
+    """The manifest's file name as a file directly inside :data:`WEIGHTS_DIR`: a name read from the manifest never
+    leads elsewhere (no absolute path, no separator, no ``..``)."""
+    ok = isinstance(file_name, str) and file_name not in ("", ".", "..") and Path(file_name).name == file_name \
+        and "\\" not in file_name
+    if not ok or (WEIGHTS_DIR / file_name).resolve().parent != WEIGHTS_DIR.resolve():
+        raise CheckpointError(f"shipped model {name!r}: the manifest's file {file_name!r} lies outside "
+                              f"{WEIGHTS_DIR}; a manifest entry must name a file in that folder")
+    return WEIGHTS_DIR / file_name
 
 
 def load(name: str, device: str | torch.device = "cpu") -> MultimodalVAE:

@@ -6,6 +6,7 @@ Wrappers, agents and scripts all call :func:`resolve_model`; it checks a shipped
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Union
 
@@ -20,9 +21,16 @@ ModelLike = Union[MultimodalVAE, str, os.PathLike]
 
 
 def shipped_or_path(model: str | os.PathLike) -> Path:
-    """A checkpoint path as given, or the verified file of a shipped model when ``model`` names one (and is not
-    an existing file): ``MHVAEObservation(env, "pendulum_sound-mhvae")`` needs no pretraining."""
-    if isinstance(model, str) and not Path(model).exists() and model in pretrained.available():
+    """The verified file of a shipped model when ``model`` is one's name, else ``model`` as a path:
+    ``MHVAEObservation(env, "pendulum_sound-mhvae")`` needs no pretraining.
+
+    A shipped name always means the shipped file (SHA-256 checked), even when a local file has the same name:
+    that file is not used unless written as a path (``./name``), and a warning says so."""
+    if isinstance(model, str) and model in pretrained.available():
+        if Path(model).exists():
+            warnings.warn(f"{model!r} is the name of a shipped model and also of a local file; using the shipped "
+                          f"model (SHA-256 checked). To use the local file, give it as a path: ./{model}",
+                          UserWarning, stacklevel=2)
         return pretrained.path(model)
     return Path(model)
 
