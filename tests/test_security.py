@@ -84,3 +84,52 @@ def test_a_manifest_entry_cannot_point_outside_the_weights_folder(tmp_path, monk
         monkeypatch.setattr(pretrained, "MANIFEST", weights / "manifest.json")
         with pytest.raises(checkpoints.CheckpointError, match="outside"):
             pretrained.path("evil")
+
+
+SMALL_DISK_CHILD = r'''
+import sys
+from pathlib import Path
+import torch
+from mhvae_perception import CheckpointError, load_checkpoint, presets, save_checkpoint
+sys.path.insert(0, sys.argv[2])
+from test_model import small_config
+from mhvae_perception import build_model
+
+folder = Path(sys.argv[1])
+small = build_model(small_config("mhvae"))
+path = save_checkpoint(folder / "ck.pt", small, training_state={"epoch": 1})
+before = path.read_bytes()
+big = presets.build("mnist")  # ~8 MB of weights: does not fit the 1 MiB filesystem
+try:
+    save_checkpoint(path, big, training_state={"epoch": 2})
+except CheckpointError as err:
+    assert "disk full" in str(err) and "intact" in str(err), err
+else:
+    raise SystemExit("no CheckpointError on a full disk")
+assert path.read_bytes() == before, "the previous checkpoint changed"
+assert load_checkpoint(path).training_state["epoch"] == 1
+assert sorted(p.name for p in folder.iterdir()) == ["ck.pt"], list(folder.iterdir())
+print("OK")
+'''
+
+
+def test_a_full_disk_during_a_save_is_a_checkpoint_error_on_a_real_small_filesystem(tmp_path):
+    """A 1 MiB tmpfs mounted in a private mount namespace (``unshare``; no root needed where user namespaces
+    are allowed): the save fails with CheckpointError, the previous checkpoint and the folder are untouched."""
+    import shutil
+    import subprocess
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs util-linux's unshare to mount a small filesystem")
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    child = tmp_path / "child.py"
+    child.write_text(SMALL_DISK_CHILD)
+    tests_dir = Path(__file__).resolve().parent
+    script = (f"mount -t tmpfs -o size=1m tmpfs {mount_point} || exit 77; "
+              f"{sys.executable} {child} {mount_point} {tests_dir}")
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    if done.returncode == 77 or "unshare:" in done.stderr[:200]:
+        pytest.skip(f"cannot mount a small filesystem here: {done.stderr.strip()[:200]}")
+    assert done.returncode == 0 and done.stdout.strip().endswith("OK"), done.stderr[-2000:]

@@ -84,11 +84,11 @@ def save_checkpoint(path: str | os.PathLike, model: MultimodalVAE, training_stat
                 handle.flush()
                 os.fsync(handle.fileno())
         except (OSError, RuntimeError) as err:  # torch's writer may wrap the OSError in a RuntimeError
-            if _disk_full(err):
+            if _disk_full(err) or _no_room_left(err, path.parent, state_dict):
                 _unlink_quietly(tmp)
                 previous = (f"the previous checkpoint {path} is intact" if path.exists()
                             else f"no checkpoint existed at {path} before")
-                raise CheckpointError(f"disk full while saving {path} ({err.strerror or err}): nothing was replaced, "
+                raise CheckpointError(f"disk full while saving {path} ({getattr(err, 'strerror', None) or err}): nothing was replaced, "
                                       f"{previous}, and the temporary file was removed; free space on "
                                       f"{path.parent} and save again") from err
             raise
@@ -111,6 +111,20 @@ def _disk_full(err: BaseException | None) -> bool:
             return True
         err = err.__cause__ or err.__context__
     return False
+
+
+def _no_room_left(err: BaseException, folder: Path, state_dict: dict[str, torch.Tensor]) -> bool:
+    """Whether a write error without an errno (torch's own writer raises a bare ``RuntimeError`` such as
+    "unexpected pos" or "file write failed" when the disk fills) came from a full disk: the folder's free space
+    is smaller than the weights being written."""
+    if not isinstance(err, RuntimeError):
+        return False
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return False
+    needed = sum(v.numel() * v.element_size() for v in state_dict.values())
+    return stats.f_bavail * stats.f_frsize < max(needed, 1 << 20)
 
 
 def _unlink_quietly(path: str | os.PathLike) -> None:
