@@ -198,3 +198,35 @@ def test_paper_rows_refuse_questions_they_cannot_answer():
             estimators.paper_rows(two, batch, num_samples=2, x1=x1, x2=x2)
     with pytest.raises(ValueError, match="num_samples must be >= 1"):
         estimators.paper_rows(two, batch, num_samples=0)
+
+
+def _modes(model):
+    return [m.training for m in model.modules()]
+
+
+@pytest.mark.parametrize("kind", ["mhvae", "jmvae", "mvae"])
+def test_estimators_and_inference_methods_give_back_the_callers_mode(kind):
+    """In training mode, in eval mode and partly frozen, every estimator and inference method leaves each
+    submodule in the mode it found it (and the estimate does not depend on the mode)."""
+    torch.manual_seed(0)
+    model = build_model(small_config(kind))
+    batch = random_batch(model.config, 6)
+    names = model.modality_names
+    query = Query(names, names)
+    first = next(m for m in model.modules() if m is not model)
+    estimates = []
+    for setup in (lambda: model.train(), lambda: model.eval(), lambda: (model.train(), first.eval())):
+        setup()
+        before = _modes(model)
+        torch.manual_seed(1)
+        estimates.append(estimators.log_likelihoods(model, batch, [query], num_samples=8)[query])
+        assert _modes(model) == before
+        model.log_importance_weights(batch, [query], 4)
+        model.encode(batch)
+        model.reconstruct(batch)
+        model.generate({names[0]: batch[names[0]]})
+        model.sample(3)
+        model.elbo(batch)
+        estimators.paper_rows(model, batch, num_samples=4) if len(names) == 2 else None
+        assert _modes(model) == before
+    torch.testing.assert_close(estimates[0], estimates[1])

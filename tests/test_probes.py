@@ -104,3 +104,15 @@ def test_transfer_probes_needs_a_state():
     splits.state = None
     with pytest.raises(ValueError, match="no true state"):
         probes.transfer_probes(_tiny_model(), splits)
+
+
+def test_transfer_a_to_b_fits_on_a_and_scores_on_b():
+    """Asymmetric latents: a = s, b = 2 s. Fitted on a (s = a) and scored on b it predicts 2 s: R² = 1 - 1 = 0;
+    fitted on b (s = b / 2) and scored on a it predicts s / 2: R² = 1 - 1/4 = 0.75. Swapping the direction fails."""
+    rng = np.random.default_rng(3)
+    s_train, s_test = rng.normal(size=(4000, 1)), rng.normal(size=(4000, 1))
+    train = {"a": s_train, "b": 2 * s_train}
+    test = {"a": s_test, "b": 2 * s_test}
+    report = probes.probe_scores(train, test, s_train, s_test, ["s"], single=["a", "b"], kinds=["linear"])
+    assert report["transfer"]["linear"]["a->b"]["s"] == pytest.approx(0.0, abs=0.05)
+    assert report["transfer"]["linear"]["b->a"]["s"] == pytest.approx(0.75, abs=0.02)
