@@ -23,6 +23,7 @@ from gymnasium import spaces
 
 import envs  # noqa: F401  (registers the environments)
 from agents.config import ENVS, HYPERPARAMS, parse_modalities
+from agents.files import AgentFileError, contained_path
 from mhvae_perception.models.devices import resolve_device
 from mhvae_perception.hashing import file_sha256
 from mhvae_perception.hub import resolve_model
@@ -32,10 +33,6 @@ ALGOS = ("sac", "dqn")
 AGENT_FORMAT = "mhvae-agent/1"
 AGENT_JSON, POLICY_FILE = "agent.json", "policy.pt"
 LogScalar = Callable[[str, float, int], None]
-
-
-class AgentFileError(ValueError):
-    """An agent folder that cannot be loaded safely (old pickle-based format, tampered or foreign files)."""
 
 
 def algo_class(name: str):
@@ -229,7 +226,7 @@ def load_agent(agent_dir, check_mhvae: bool = True, device: str | torch.device =
     meta = read_agent_meta(agent_dir)
     if check_mhvae:
         check_mhvae_reference(agent_dir, meta)
-    policy_path = agent_dir / str(meta.get("policy_file", POLICY_FILE))
+    policy_path = contained_path(agent_dir, meta.get("policy_file", POLICY_FILE), str(agent_dir / AGENT_JSON))
     if policy_path.name != POLICY_FILE:
         raise AgentFileError(f"{agent_dir / AGENT_JSON} names policy file {policy_path.name!r}; expected {POLICY_FILE}")
     if not policy_path.is_file():
@@ -265,6 +262,7 @@ def load_agent(agent_dir, check_mhvae: bool = True, device: str | torch.device =
 
 # ------------------------------------------------------------------------------------------- resuming
 RESUME_DIR, RESUME_FORMAT = "resume", "mhvae-agent-resume/1"
+_RESUME_FILES = ("params.pt", "replay.npz")
 _REPLAY_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 _MATCH_KEYS = ("env", "algo", "state", "train_modalities", "seed", "latent_stack", "train_failure_p",
                "train_sample", "hyperparameters", "mhvae")
@@ -292,7 +290,7 @@ def save_resume_state(agent, out_dir: Path, meta: Mapping[str, Any], best_mean_r
     state = {"format": RESUME_FORMAT, "num_timesteps": int(agent.num_timesteps), "n_updates": int(agent._n_updates),
              "replay_pos": int(buf.pos), "replay_full": bool(buf.full), "best_mean_reward": float(best_mean_reward),
              "settings": {k: meta.get(k) for k in _MATCH_KEYS},
-             "sha256": {name: file_sha256(d / name) for name in ("params.pt", "replay.npz")}}
+             "sha256": {name: file_sha256(d / name) for name in _RESUME_FILES}}
     _write_atomic(d / "resume.json", lambda path: path.write_text(json.dumps(state, indent=2)))
 
 
@@ -313,7 +311,13 @@ def read_resume_state(out_dir: Path, meta: Mapping[str, Any], timesteps: int, lo
     if int(state["num_timesteps"]) > int(timesteps):
         log(f"ignoring {d}: it is at step {state['num_timesteps']}, beyond timesteps={timesteps}")
         return None
-    for name, digest in state.get("sha256", {}).items():
+    names = state.get("sha256") if isinstance(state.get("sha256"), dict) else {}
+    for name in names:
+        contained_path(d, name, str(d / "resume.json"))
+    if sorted(names) != sorted(_RESUME_FILES):
+        raise AgentFileError(f"{d / 'resume.json'} lists the files {sorted(names)}; a resume state holds only "
+                             f"{list(_RESUME_FILES)}. It was edited or crafted: delete {d} to train from the start")
+    for name, digest in names.items():
         if not (d / name).is_file() or file_sha256(d / name) != digest:
             log(f"ignoring {d}: {name} is missing or incomplete (an interrupted save); training from the start")
             return None

@@ -1,0 +1,81 @@
+"""Agent folders are safe to re-run, share and fill a disk with: paths read from an agent's JSON stay inside its
+folder, one training per folder (an OS lock), changed settings are refused, a finished agent is not retrained,
+resume refuses tampered or foreign state, saves survive a full disk, and every setting is checked before work."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from agents.common import AgentFileError, load_agent, read_agent_meta, read_resume_state, train_agent
+from mhvae_perception import presets, save_checkpoint
+from mhvae_perception.hashing import file_sha256
+
+TINY_HP = {"learning_starts": 50, "batch_size": 16, "buffer_size": 1000, "policy_kwargs": {"net_arch": [16]}}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("mhvae") / "mhvae.pt"
+    return save_checkpoint(path, presets.build("pendulum_sound", "mhvae").eval())
+
+
+def tiny(checkpoint, out_dir, timesteps: int = 100, **overrides) -> dict:
+    """train_agent's arguments for a tiny SAC agent (a second or two on one CPU core)."""
+    kwargs = dict(env="pendulum_sound", modalities="image", mhvae=str(checkpoint), seed=0, timesteps=timesteps,
+                  out_dir=out_dir, hp=TINY_HP, eval_freq=10_000, n_eval_episodes=1, progress=False,
+                  tensorboard=False, device="cpu", save_freq=100, keep_resume=True, log=lambda s: None)
+    kwargs.update(overrides)
+    return kwargs
+
+
+@pytest.fixture(scope="module")
+def agent(checkpoint, tmp_path_factory):
+    """A finished tiny agent (100 steps) whose training state was kept (resume/)."""
+    out = tmp_path_factory.mktemp("agent") / "sac"
+    train_agent(**tiny(checkpoint, out))
+    return out
+
+
+def copy_agent(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".lock"))
+    return dst
+
+
+# ---------------------------------------------------------------------- 2. paths read from a file stay inside
+def test_policy_file_outside_the_agent_folder_is_refused(agent, tmp_path):
+    d = copy_agent(agent, tmp_path / "agent")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(agent / "policy.pt", elsewhere / "policy.pt")  # a valid policy with the recorded SHA-256
+    meta = json.loads((d / "agent.json").read_text())
+    for name in (str(elsewhere / "policy.pt"), "../elsewhere/policy.pt"):
+        (d / "agent.json").write_text(json.dumps({**meta, "policy_file": name}))
+        with pytest.raises(AgentFileError, match=r"outside the agent folder"):
+            load_agent(d, device="cpu")
+    (d / "agent.json").write_text(json.dumps(meta))
+    (d / "policy.pt").unlink()
+    (d / "policy.pt").symlink_to(elsewhere / "policy.pt")  # a link out of the folder
+    with pytest.raises(AgentFileError, match=r"outside the agent folder"):
+        load_agent(d, device="cpu")
+    (d / "policy.pt").unlink()
+    shutil.copy(agent / "policy.pt", d / "policy.pt")
+    load_agent(d, device="cpu")  # the intact folder loads
+
+
+def test_file_names_in_resume_json_must_stay_inside_the_resume_folder(agent, tmp_path):
+    d = copy_agent(agent, tmp_path / "agent")
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"not the agent's")
+    state = json.loads((d / "resume" / "resume.json").read_text())
+    meta = read_agent_meta(d)
+    assert read_resume_state(d, meta, 100, lambda s: None) is not None  # the intact state is usable
+    for name in ("../../secret.bin", str(secret)):
+        edited = {**state, "sha256": {**state["sha256"], name: file_sha256(secret)}}
+        (d / "resume" / "resume.json").write_text(json.dumps(edited))
+        with pytest.raises(AgentFileError, match=r"outside the agent folder|only"):
+            read_resume_state(d, meta, 100, lambda s: None)
