@@ -429,6 +429,15 @@ def evaluate_model(model, splits: data.DatasetSplits, cfg: dict, out_dir, checkp
 
 
 # ------------------------------------------------------------------------------------------------ entry points
+@ex.config_hook
+def refuse_bad_settings(config, command_name, logger):
+    """Every setting is checked here, before sacred seeds its generators or an observer creates a run folder:
+    a refused setting leaves nothing behind."""
+    if command_name in ("main", "evaluate"):
+        check_settings(config, command=command_name)
+    return {}
+
+
 @ex.main
 def main(_run, _config, model_overrides):
     """Train with the paper's protocol (continuing run_dir if it has a last checkpoint), then evaluate."""

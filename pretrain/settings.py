@@ -103,6 +103,9 @@ def check_settings(cfg: Mapping[str, Any], command: str = "main") -> None:
         _number(cfg, name, positive=False)
     _choice(cfg, "eval_checkpoint", ("best", "last"))
     _check_model_overrides(cfg.get("model_overrides"))
+    if command == "main":
+        _check_model_specific(cfg)
+        _check_override_values(cfg)
     for name in ("evaluate_after", "figures", "tensorboard", "progress"):
         if not isinstance(cfg.get(name), bool):
             raise _fail(name, cfg.get(name), "True or False")
@@ -129,6 +132,52 @@ def check_settings(cfg: Mapping[str, Any], command: str = "main") -> None:
         resolve_device(cfg.get("device"))
     except ValueError as err:
         raise SettingsError(f"setting device={cfg.get('device')!r}: {err}") from None
+
+
+def _check_model_specific(cfg: Mapping[str, Any]) -> None:
+    """Settings of one model kind given for another are refused, not ignored: U_m / U_c and the agreement term
+    are the MHVAE's, U_b (``warmup_epochs``) the baselines'. A warm-up counts as given when it differs from the
+    dataset's default (the paper's schedule)."""
+    from pretrain.paper import PROTOCOL
+
+    defaults = PROTOCOL.get(cfg.get("dataset") if cfg.get("env_id") is None else "mnist", PROTOCOL["mnist"])
+    model = cfg.get("model")
+    foreign = BASELINE_WARMUP_KEYS if model == "mhvae" else WARMUP_KEYS["mhvae"]
+    for key in foreign:
+        if cfg.get(key) != defaults[key]:
+            own = ", ".join(training_keys(model)[len(COMMON_TRAINING_KEYS):])
+            whose = "the baselines' warm-up U_b" if model == "mhvae" else "an MHVAE warm-up (U_m or U_c)"
+            raise SettingsError(f"setting {key}={cfg.get(key)!r} does not apply to model={model!r} (it is {whose}); "
+                                f"set {own} instead")
+    if model != "mhvae" and (cfg.get("model_overrides") or {}).get("agreement_weight"):
+        raise SettingsError(f"setting model_overrides.agreement_weight does not apply to model={model!r}: the "
+                            f"agreement term is the MHVAE's (remove it, or use model=mhvae)")
+
+
+def _check_override_values(cfg: Mapping[str, Any]) -> None:
+    """The override values, applied to the description they will change, before any data is loaded: the paper's
+    networks or a registered environment preset (an inferred description needs the data: there the core's fields
+    are checked alone). With ``init_weights`` the checkpoint's own description is used when the run starts."""
+    import dataclasses
+
+    from mhvae_perception.data import presets
+    from mhvae_perception.models.specs import CoreSpec
+
+    overrides = cfg.get("model_overrides") or {}
+    if not overrides or cfg.get("init_weights"):
+        return
+    name = cfg.get("env_id") or cfg.get("dataset")
+    try:
+        try:
+            base = presets.config(name, cfg.get("model", "mhvae"))
+        except ValueError:  # an environment without a registered preset: its description is inferred from data
+            base = None
+        if base is not None:
+            base.with_overrides(overrides)
+        elif overrides.get("core"):
+            dataclasses.replace(CoreSpec(), **overrides["core"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise SettingsError(f"setting model_overrides={overrides!r}: {err}") from None
 
 
 MODEL_OVERRIDE_SECTIONS = ("modalities", "core")

@@ -97,6 +97,14 @@ class CoreSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if isinstance(self.latent_dim, bool) or not isinstance(self.latent_dim, numbers.Integral) or self.latent_dim < 1:
+            raise ValueError(f"core latent_dim must be an integer >= 1, got {self.latent_dim!r}")
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"core hidden sizes must be >= 1, got {self.hidden}")
+        if not isinstance(self.batchnorm, bool):
+            raise ValueError(f"core batchnorm must be True or False, got {self.batchnorm!r}")
+        if not isinstance(self.kl_weight, numbers.Real) or not math.isfinite(self.kl_weight) or self.kl_weight < 0:
+            raise ValueError(f"core kl_weight (beta^c) must be finite and >= 0, got {self.kl_weight!r}")
 
 
 @dataclass(frozen=True)
