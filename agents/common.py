@@ -23,7 +23,7 @@ from gymnasium import spaces
 
 import envs  # noqa: F401  (registers the environments)
 from agents.config import ENVS, HYPERPARAMS, parse_modalities
-from agents.files import AgentFileError, contained_path
+from agents.files import AgentDiskFullError, AgentFileError, contained_path, staged_writes  # noqa: F401 (re-exported)
 from mhvae_perception.models.devices import resolve_device
 from mhvae_perception.hashing import file_sha256
 from mhvae_perception.hub import resolve_model
@@ -156,29 +156,22 @@ class _SpacesOnly(gym.Env):
 
 
 # ----------------------------------------------------------------------------------------- save / load
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def save_agent(agent, agent_dir: str | os.PathLike, meta: Mapping[str, Any]) -> dict:
-    """Write ``policy.pt`` (the policy's state dict) and ``agent.json`` (``meta`` + format, spaces, hashes)."""
+    """Write ``policy.pt`` (the policy's state dict) and ``agent.json`` (``meta`` + format, spaces, hashes).
+
+    Both are written in full to temporary files before either is replaced, so a full disk or a crash leaves the
+    previous pair (whose hashes match each other) in place; a full disk raises :class:`AgentDiskFullError`."""
     agent_dir = Path(agent_dir)
     agent_dir.mkdir(parents=True, exist_ok=True)
-    policy_path = agent_dir / POLICY_FILE
     state = {k: v.detach().cpu().contiguous() for k, v in agent.policy.state_dict().items()}
-    _write_atomic(policy_path, lambda p: torch.save(state, p))
-    full = {"format": AGENT_FORMAT, **meta, "policy": "MlpPolicy", "policy_file": POLICY_FILE,
-            "policy_sha256": file_sha256(policy_path),
-            "observation_space": space_to_json(agent.observation_space),
-            "action_space": space_to_json(agent.action_space)}
-    text = json.dumps(full, indent=2)
-    _write_atomic(agent_dir / AGENT_JSON, lambda p: p.write_text(text))
+    with staged_writes(f"the agent in {agent_dir}") as stage:
+        policy_tmp = stage.write(agent_dir / POLICY_FILE, lambda handle: torch.save(state, handle))
+        full = {"format": AGENT_FORMAT, **meta, "policy": "MlpPolicy", "policy_file": POLICY_FILE,
+                "policy_sha256": file_sha256(policy_tmp),
+                "observation_space": space_to_json(agent.observation_space),
+                "action_space": space_to_json(agent.action_space)}
+        text = json.dumps(full, indent=2).encode()
+        stage.write(agent_dir / AGENT_JSON, lambda handle: handle.write(text))
     return full
 
 
@@ -271,27 +264,26 @@ _MATCH_KEYS = ("env", "algo", "state", "train_modalities", "seed", "latent_stack
 def save_resume_state(agent, out_dir: Path, meta: Mapping[str, Any], best_mean_reward: float) -> None:
     """Everything needed to continue training, without pickles: parameters and optimizer states
     (``params.pt``, read back with weights_only=True), the filled part of the replay buffer (``replay.npz``,
-    plain arrays) and ``resume.json`` (settings, step, SHA-256 of both files; written last)."""
+    plain arrays) and ``resume.json`` (settings, step, SHA-256 of both files; replaced last). Nothing is replaced
+    before all three are written in full: a full disk raises :class:`AgentDiskFullError` with the previous state
+    intact."""
     d = out_dir / RESUME_DIR
     d.mkdir(parents=True, exist_ok=True)
     params = {"sb3": agent.get_parameters()}
     if getattr(agent, "log_ent_coef", None) is not None:
         params["log_ent_coef"] = agent.log_ent_coef.detach().cpu()
-    _write_atomic(d / "params.pt", lambda path: torch.save(params, path))
     buf = agent.replay_buffer
     filled = buf.buffer_size if buf.full else buf.pos
     arrays = {k: getattr(buf, k)[:filled] for k in _REPLAY_FIELDS}
-
-    def write_npz(path: Path) -> None:
-        with open(path, "wb") as handle:
-            np.savez(handle, **arrays)
-
-    _write_atomic(d / "replay.npz", write_npz)
-    state = {"format": RESUME_FORMAT, "num_timesteps": int(agent.num_timesteps), "n_updates": int(agent._n_updates),
-             "replay_pos": int(buf.pos), "replay_full": bool(buf.full), "best_mean_reward": float(best_mean_reward),
-             "settings": {k: meta.get(k) for k in _MATCH_KEYS},
-             "sha256": {name: file_sha256(d / name) for name in _RESUME_FILES}}
-    _write_atomic(d / "resume.json", lambda path: path.write_text(json.dumps(state, indent=2)))
+    with staged_writes(f"the training state in {d}") as stage:  # all three written before any is replaced
+        written = {"params.pt": stage.write(d / "params.pt", lambda handle: torch.save(params, handle)),
+                   "replay.npz": stage.write(d / "replay.npz", lambda handle: np.savez(handle, **arrays))}
+        state = {"format": RESUME_FORMAT, "num_timesteps": int(agent.num_timesteps),
+                 "n_updates": int(agent._n_updates), "replay_pos": int(buf.pos), "replay_full": bool(buf.full),
+                 "best_mean_reward": float(best_mean_reward), "settings": {k: meta.get(k) for k in _MATCH_KEYS},
+                 "sha256": {name: file_sha256(written[name]) for name in _RESUME_FILES}}
+        text = json.dumps(state, indent=2).encode()
+        stage.write(d / "resume.json", lambda handle: handle.write(text))
 
 
 def read_resume_state(out_dir: Path, meta: Mapping[str, Any], timesteps: int, log: Callable[[str], None]) -> dict | None:

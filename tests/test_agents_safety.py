@@ -79,3 +79,73 @@ def test_file_names_in_resume_json_must_stay_inside_the_resume_folder(agent, tmp
         (d / "resume" / "resume.json").write_text(json.dumps(edited))
         with pytest.raises(AgentFileError, match=r"outside the agent folder|only"):
             read_resume_state(d, meta, 100, lambda s: None)
+
+
+# ---------------------------------------------------------------------------------------- 6. a full disk
+def _folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
+
+
+def test_full_disk_during_a_resume_save_keeps_the_previous_files(checkpoint, tmp_path, monkeypatch):
+    """torch's writer fails with a bare RuntimeError ("unexpected pos") when the disk fills mid-save."""
+    from agents.files import AgentDiskFullError
+
+    out = tmp_path / "a"
+    train_agent(**tiny(checkpoint, out, timesteps=100))
+    before = _folder_bytes(out)
+    real_save = torch.save
+
+    def disk_fills(obj, f, *args, **kwargs):
+        real_save({"part": torch.zeros(3)}, f)  # part of the file reaches the disk, then the write fails
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 4544 vs 4432")
+
+    monkeypatch.setattr(torch, "save", disk_fills)
+    with pytest.raises(AgentDiskFullError, match=r"disk is full.*previous saved files .* are intact"):
+        train_agent(**tiny(checkpoint, out, timesteps=200))  # continues; its resume save at step 200 fails
+    assert _folder_bytes(out) == before  # no file replaced, no temporary file left
+    monkeypatch.undo()
+    assert train_agent(**tiny(checkpoint, out, timesteps=200))["resumed_from_step"] == 100  # the old state is usable
+
+
+def test_a_failed_write_replaces_none_of_a_save_s_files(checkpoint, tmp_path, monkeypatch):
+    """A save is several files (policy.pt + agent.json; params.pt + replay.npz + resume.json): when a later file
+    fails (ENOSPC), the earlier ones of the same save are not replaced either, so the set stays consistent."""
+    import errno
+
+    import numpy as np
+
+    from agents.common import save_agent
+    from agents.files import AgentDiskFullError
+
+    out = tmp_path / "a"
+    train_agent(**tiny(checkpoint, out, timesteps=100))
+    before = _folder_bytes(out)
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", no_space)  # replay.npz is written after params.pt
+    with pytest.raises(AgentDiskFullError, match=r"disk is full.*replay\.npz.*intact"):
+        train_agent(**tiny(checkpoint, out, timesteps=200))
+    assert _folder_bytes(out) == before
+    monkeypatch.undo()
+    agent, meta = load_agent(out, device="cpu")
+    for param in agent.policy.parameters():
+        param.data.add_(1.0)
+    import os
+
+    real_fsync, calls = os.fsync, []
+
+    def second_flush_fails(fd):  # a full disk often shows only when the data is flushed
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", second_flush_fails)
+    with pytest.raises(AgentDiskFullError, match=r"disk is full.*agent\.json.*intact"):
+        save_agent(agent, out, meta)  # policy.pt is written, agent.json is not: policy.pt must stay the old one
+    monkeypatch.undo()
+    assert _folder_bytes(out) == before
+    load_agent(out, device="cpu")
