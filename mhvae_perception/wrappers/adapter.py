@@ -120,6 +120,11 @@ def check_observation_space(space: gym.Space, model: MultimodalVAE, layout: Layo
                 _forced_layout(sub, "HWC", chw) if isinstance(sub, spaces.Box) else None)
         else:
             found = _forced_layout(sub, want, chw) if isinstance(sub, spaces.Box) else None
+        if want == "auto" and found is not None and isinstance(sub, spaces.Box) and len(chw) == 3 \
+                and _forced_layout(sub, "CHW", chw) is not None and _forced_layout(sub, "HWC", chw) is not None:
+            warnings.warn(f"observation {name!r} of shape {tuple(sub.shape)} fits the model's {chw} both channel-first "
+                          f"and channel-last; it is read as {found.layout or 'CHW'}. Pass layout={{{name!r}: 'CHW' | "
+                          f"'HWC'}} to say which it is", UserWarning, stacklevel=3)
         if found is None:
             shape = tuple(getattr(sub, "shape", ()) or ())
             alt = f" or channel-last {(chw[1], chw[2], chw[0])}" if len(chw) == 3 else ""
@@ -151,6 +156,9 @@ class ObservationAdapter:
         if not (isinstance(z_bound, (int, float)) and z_bound > 0):
             raise ValueError(f"z_bound must be a positive number of standard deviations, got {z_bound!r}")
         self.layouts = check_observation_space(space, model, layout)
+        self._integer_images = {n for n, sub in space.spaces.items() if n in self.layouts
+                                and self.layouts[n].scale != 1 and isinstance(sub, spaces.Box)
+                                and np.issubdtype(sub.dtype, np.integer)}
         self.on_out_of_range = on_out_of_range
         self.z_bound = float(z_bound)
         self.out_of_range_counts: dict[str, int] = {n: 0 for n in model.modality_names}
@@ -193,7 +201,14 @@ class ObservationAdapter:
         for name in modalities:
             if name not in obs:
                 raise ValueError(f"the observation lacks modality {name!r} (has {tuple(obs)})")
-            x = self._to_model(name, np.asarray(obs[name]))
+            raw = np.asarray(obs[name])
+            if name in self._integer_images and np.issubdtype(raw.dtype, np.floating) and raw.size \
+                    and np.isfinite(raw).all() and float(raw.max()) <= 1.0:
+                self._report([name], f"observation {name!r} holds {raw.dtype} values in [0, 1] but the space declares "
+                                     f"integers up to 255: the frames look already scaled and would be divided by "
+                                     f"255 again. Send the frames as the space declares them (uint8 0..255) or "
+                                     f"declare the space as a float Box in [0, 1]")
+            x = self._to_model(name, raw)
             if not np.isfinite(x).all():
                 bad = int((~np.isfinite(x)).sum())
                 raise NonFiniteObservationError(
