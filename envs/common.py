@@ -1,6 +1,9 @@
 """Small helpers shared by the multimodal environments: registered wrappers, action checks, a lazy pygame viewer."""
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -65,6 +68,21 @@ def check_discrete_action(action: Any, space: spaces.Discrete) -> int:
     return int(action)
 
 
+def use_dummy_display_when_headless() -> bool:
+    """On Linux without a display (no ``DISPLAY`` / ``WAYLAND_DISPLAY``) and no SDL video driver chosen, choose SDL's
+    ``dummy`` driver, so that ``render_mode="human"`` (e.g. in Gymnasium's ``check_env``) never tries to open a
+    window where none can exist; warns that nothing is shown. Returns whether it did."""
+    headless = sys.platform.startswith("linux") and not os.environ.get("DISPLAY") \
+        and not os.environ.get("WAYLAND_DISPLAY")
+    if not headless or os.environ.get("SDL_VIDEODRIVER"):
+        return False
+    os.environ["SDL_VIDEODRIVER"] = "dummy"
+    warnings.warn('no display: render_mode="human" draws to SDL\'s dummy driver and nothing is shown; use '
+                  'render_mode="rgb_array" to get the frames (docs/ENVS.md, "Rendering without a display")',
+                  UserWarning, stacklevel=4)
+    return True
+
+
 class HumanViewer:
     """Show RGB frames in a pygame window; pygame is imported only when the first frame is shown."""
 
@@ -81,6 +99,7 @@ class HumanViewer:
         except ImportError as e:  # pragma: no cover - pygame is an optional dependency
             raise ImportError('render_mode="human" needs pygame: pip install pygame') from e
         if self.screen is None:
+            use_dummy_display_when_headless()
             pygame.display.init()
             pygame.display.set_caption(self.caption)
             self.screen = pygame.display.set_mode((frame.shape[1], frame.shape[0]))

@@ -243,3 +243,22 @@ def test_hyperhot_true_state_layout():
         expected = tuple(raw.enemy_bullets[i]) if active else (0, 0)
         assert (state[f"enemy_bullet{i}_x"], state[f"enemy_bullet{i}_y"]) == expected
     assert sum(state[f"enemy_bullet{i}_active"] for i in range(4)) >= 1
+
+
+@pytest.mark.parametrize("env_id", envs.ENV_IDS)
+def test_check_env_without_a_display_opens_no_window(env_id, monkeypatch):
+    """Gymnasium's check_env renders every mode, "human" included; with no display and no SDL driver chosen the
+    env picks SDL's dummy driver (and says so) instead of trying to open a window."""
+    pytest.importorskip("pygame")
+    from gymnasium.utils.env_checker import check_env
+
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SDL_AUDIODRIVER", "dummy")
+    monkeypatch.setattr("sys.platform", "linux")
+    env = gym.make(env_id)
+    with pytest.warns(UserWarning, match="no display"):
+        check_env(env.unwrapped)
+    import os
+
+    assert os.environ.get("SDL_VIDEODRIVER") == "dummy"
