@@ -230,3 +230,30 @@ def test_estimators_and_inference_methods_give_back_the_callers_mode(kind):
         estimators.paper_rows(model, batch, num_samples=4) if len(names) == 2 else None
         assert _modes(model) == before
     torch.testing.assert_close(estimates[0], estimates[1])
+
+
+def test_estimates_at_several_k_are_the_prefixes_of_one_stream():
+    """Known log-weights 0, 1, 2, ...: the estimate at K is log mean exp of the stream's first K weights, chunks
+    end at every K asked for, and one K gives exactly the plain call's chunks."""
+    model = CountingModel()
+    q = Query(("x",), ("x",))
+    curve = estimators.log_likelihoods_at(model, {"x": torch.zeros(2, 1)}, [q], [10, 3], chunk_size=4)
+    assert model.requested == [3, 4, 3]
+    for k in (3, 10):
+        expected = math.log(sum(math.exp(i) for i in range(k)) / k)
+        np.testing.assert_allclose(curve[k][q].numpy(), [expected, expected], rtol=1e-12)
+    plain = CountingModel()
+    estimators.log_likelihoods(plain, {"x": torch.zeros(2, 1)}, [q], num_samples=10, chunk_size=4)
+    assert plain.requested == [4, 4, 2]
+
+
+def test_paper_rows_at_k_match_paper_rows():
+    model = build_model(small_config("mhvae")).eval()
+    batch = random_batch(model.config, 5)
+    torch.manual_seed(4)
+    curve = estimators.paper_rows_at(model, batch, [6], chunk_size=3)
+    torch.manual_seed(4)
+    plain = estimators.paper_rows(model, batch, 6, chunk_size=3)
+    assert set(curve[6]) == set(plain)
+    for row in plain:
+        torch.testing.assert_close(curve[6][row], plain[row])

@@ -51,22 +51,35 @@ def log_likelihoods(model: MultimodalVAE, batch: Batch, queries: Sequence[Query]
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    return log_likelihoods_at(model, batch, queries, [num_samples], chunk_size)[num_samples]
+
+
+def log_likelihoods_at(model: MultimodalVAE, batch: Batch, queries: Sequence[Query], ks: Sequence[int],
+                       chunk_size: int | None = None) -> dict[int, dict[Query, torch.Tensor]]:
+    """The estimates of :func:`log_likelihoods` at every K of ``ks`` from ONE stream of max(ks) samples: the
+    estimate at K uses the stream's first K samples (how an estimate moves with K, at the cost of the largest)."""
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1:
+        raise ValueError(f"num_samples must be >= 1, got {ks[0] if ks else None} (K values asked: {ks})")
     batch_size = len(next(iter(batch.values())))
     if chunk_size is None:
         chunk_size = default_chunk_size(model, batch_size)
-    chunk_size = min(int(chunk_size), num_samples)
+    chunk_size = min(int(chunk_size), ks[-1])
     if isinstance(model, MultimodalVAE):
         model = fused_for_inference(model)  # an eval-mode copy: the caller's model is left as it was
+    out: dict[int, dict[Query, torch.Tensor]] = {}
     with torch.no_grad():
         totals: dict[Query, torch.Tensor] | None = None
         done = 0
-        while done < num_samples:
-            k = min(chunk_size, num_samples - done)
-            weights = model.log_importance_weights(batch, queries, k)
-            chunk = {q: torch.logsumexp(w, dim=0) for q, w in weights.items()}
-            totals = chunk if totals is None else {q: torch.logaddexp(totals[q], chunk[q]) for q in totals}
-            done += k
-    return {q: v - math.log(num_samples) for q, v in totals.items()}
+        for target in ks:
+            while done < target:
+                k = min(chunk_size, target - done)  # chunks end at every K asked for
+                weights = model.log_importance_weights(batch, queries, k)
+                chunk = {q: torch.logsumexp(w, dim=0) for q, w in weights.items()}
+                totals = chunk if totals is None else {q: torch.logaddexp(totals[q], chunk[q]) for q in totals}
+                done += k
+            out[target] = {q: v - math.log(target) for q, v in totals.items()}
+    return out
 
 
 def log_likelihood(model: MultimodalVAE, batch: Batch, inputs: Sequence[str], targets: Sequence[str],
@@ -102,6 +115,12 @@ def paper_rows(model: MultimodalVAE, batch: Batch, num_samples: int = 5000, chun
     rising with K); ``"log p(x1|x2) | x12-x2"`` estimates the same log p(x1 | x2) as
     log p̂(x1,x2 | x1,x2) - log p̂(x2 | x2), tighter (see the module docstring).
     """
+    return paper_rows_at(model, batch, [num_samples], chunk_size, x1, x2)[num_samples]
+
+
+def paper_rows_at(model: MultimodalVAE, batch: Batch, ks: Sequence[int], chunk_size: int | None = None,
+                  x1: str | None = None, x2: str | None = None) -> dict[int, dict[str, torch.Tensor]]:
+    """:func:`paper_rows` at every K of ``ks``, from one stream of max(ks) samples (see :func:`log_likelihoods_at`)."""
     names = tuple(model.modality_names)
     if len(names) < 2:
         raise ValueError(f"paper_rows needs a model with two modalities (x1, x2), this one has {names}; use "
@@ -117,15 +136,14 @@ def paper_rows(model: MultimodalVAE, batch: Batch, num_samples: int = 5000, chun
         "x12>x12": Query((x1, x2), (x1, x2)),
         "x2>x2": Query((x2,), (x2,)),
     }
-    est = log_likelihoods(model, batch, list(q.values()), num_samples, chunk_size)
-    return {
+    return {k: {
         PAPER_ROWS[0][0]: est[q["x1>x1"]],
         PAPER_ROWS[1][0]: est[q["x1>x12"]],
         PAPER_ROWS[2][0]: est[q["x2>x12"]],
         PAPER_ROWS[3][0]: est[q["x12>x12"]],
         PAPER_ROWS[4][0]: est[q["x2>x12"]] - est[q["x2>x2"]],
         TIGHTER_CONDITIONAL_ROW: est[q["x12>x12"]] - est[q["x2>x2"]],
-    }
+    } for k, est in log_likelihoods_at(model, batch, list(q.values()), ks, chunk_size).items()}
 
 
 def paper_table(model: MultimodalVAE, batches: Iterable[Mapping[str, torch.Tensor]], num_samples: int = 5000,
