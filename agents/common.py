@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -23,10 +25,12 @@ from gymnasium import spaces
 
 import envs  # noqa: F401  (registers the environments)
 from agents.config import ENVS, HYPERPARAMS, parse_modalities
-from agents.files import AgentDiskFullError, AgentFileError, contained_path, staged_writes  # noqa: F401 (re-exported)
+from agents.files import (AgentDiskFullError, AgentFileError, AgentFolderLock, contained_path,  # noqa: F401
+                          remove_leftover_temp_files, staged_writes)  # (AgentDiskFullError: re-exported)
+from agents.settings import AGENT_KEYS, OTHER_FOLDER, SettingsError, changed_settings, describe_changes
 from mhvae_perception.models.devices import resolve_device
 from mhvae_perception.hashing import file_sha256
-from mhvae_perception.hub import resolve_model
+from mhvae_perception.hub import resolve_model, shipped_or_path
 from mhvae_perception.wrappers import VecMHVAEObservation, VecSensorFailure
 
 ALGOS = ("sac", "dqn")
@@ -207,6 +211,22 @@ def check_mhvae_reference(agent_dir: Path, meta: Mapping[str, Any]) -> None:
                              f"now has {digest[:12]}...; the latents differ: use the original checkpoint or retrain")
 
 
+def verify_policy_file(agent_dir: Path, meta: Mapping[str, Any]) -> Path:
+    """The agent's ``policy.pt``, checked to lie inside ``agent_dir`` and to have the SHA-256 its description
+    records (else AgentFileError / FileNotFoundError naming the file); nothing is read but its bytes."""
+    policy_path = contained_path(agent_dir, meta.get("policy_file", POLICY_FILE), str(agent_dir / AGENT_JSON))
+    if policy_path.name != POLICY_FILE:
+        raise AgentFileError(f"{agent_dir / AGENT_JSON} names policy file {policy_path.name!r}; expected {POLICY_FILE}")
+    if not policy_path.is_file():
+        raise FileNotFoundError(f"agent policy weights {policy_path} not found (the description is there); "
+                                f"the folder is incomplete: retrain the agent")
+    digest = file_sha256(policy_path)
+    if digest != meta.get("policy_sha256"):
+        raise AgentFileError(f"{policy_path} has SHA-256 {digest[:12]}... but {AGENT_JSON} records "
+                             f"{str(meta.get('policy_sha256'))[:12]}...: the weights were changed; retrain the agent")
+    return policy_path
+
+
 def load_agent(agent_dir, check_mhvae: bool = True, device: str | torch.device = "auto"):
     """Rebuild the agent in ``agent_dir`` from its JSON description and tensor-only policy weights.
 
@@ -219,16 +239,7 @@ def load_agent(agent_dir, check_mhvae: bool = True, device: str | torch.device =
     meta = read_agent_meta(agent_dir)
     if check_mhvae:
         check_mhvae_reference(agent_dir, meta)
-    policy_path = contained_path(agent_dir, meta.get("policy_file", POLICY_FILE), str(agent_dir / AGENT_JSON))
-    if policy_path.name != POLICY_FILE:
-        raise AgentFileError(f"{agent_dir / AGENT_JSON} names policy file {policy_path.name!r}; expected {POLICY_FILE}")
-    if not policy_path.is_file():
-        raise FileNotFoundError(f"agent policy weights {policy_path} not found (the description is there); "
-                                f"the folder is incomplete: retrain the agent")
-    digest = file_sha256(policy_path)
-    if digest != meta.get("policy_sha256"):
-        raise AgentFileError(f"{policy_path} has SHA-256 {digest[:12]}... but {AGENT_JSON} records "
-                             f"{str(meta.get('policy_sha256'))[:12]}...: the weights were changed; retrain the agent")
+    policy_path = verify_policy_file(agent_dir, meta)
     dev = resolve_device(device)
     try:
         state = torch.load(policy_path, map_location=dev, weights_only=True)
@@ -257,8 +268,7 @@ def load_agent(agent_dir, check_mhvae: bool = True, device: str | torch.device =
 RESUME_DIR, RESUME_FORMAT = "resume", "mhvae-agent-resume/1"
 _RESUME_FILES = ("params.pt", "replay.npz")
 _REPLAY_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
-_MATCH_KEYS = ("env", "algo", "state", "train_modalities", "seed", "latent_stack", "train_failure_p",
-               "train_sample", "hyperparameters", "mhvae")
+_MATCH_KEYS = AGENT_KEYS  # the settings saved with the training state (agents/settings.py)
 
 
 def save_resume_state(agent, out_dir: Path, meta: Mapping[str, Any], best_mean_reward: float) -> None:
@@ -296,8 +306,8 @@ def read_resume_state(out_dir: Path, meta: Mapping[str, Any], timesteps: int, lo
     except json.JSONDecodeError:
         log(f"ignoring {d}: resume.json is not valid JSON; training from the start")
         return None
-    if state.get("format") != RESUME_FORMAT or state.get("settings") != json.loads(json.dumps(
-            {k: meta.get(k) for k in _MATCH_KEYS})):
+    if (state.get("format") != RESUME_FORMAT or not isinstance(state.get("settings"), dict)
+            or changed_settings(state["settings"], meta)):
         log(f"ignoring {d}: saved with other settings; training from the start")
         return None
     if int(state["num_timesteps"]) > int(timesteps):
@@ -391,6 +401,106 @@ def _callbacks(out_dir: Path, eval_env, eval_freq: int, n_eval_episodes: int, me
     return evaluator, [evaluator, LogEpisodes(), SaveResume()]
 
 
+# ------------------------------------------------------------------------------------ the agent folder
+@dataclass(frozen=True)
+class TrainingPlan:
+    """What a training into an agent folder does: nothing (``done``: the folder's finished agent is returned),
+    continue from ``resume_state``, or start from step 0 (no usable state); ``finished``: the folder's agent."""
+
+    finished: dict | None
+    resume_state: dict | None
+    done: bool
+
+
+def _saved_resume_record(out_dir: Path) -> dict | None:
+    """``resume.json`` of the folder's training state when it is readable (its settings and step), else None."""
+    path = out_dir / RESUME_DIR / "resume.json"
+    try:
+        state = json.loads(path.read_text()) if path.is_file() else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT or not isinstance(state.get("settings"), dict):
+        return None
+    return state
+
+
+def _refuse_other_settings(out_dir: Path, what: str, recorded: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+    changed = changed_settings(recorded, meta)
+    if changed:
+        raise SettingsError(f"{out_dir} holds {what} with other settings ({describe_changes(changed)}). Training "
+                            f"here would overwrite it or mix two trainings: {OTHER_FOLDER}, or re-run with the "
+                            f"recorded settings (only raising timesteps continues an agent)")
+
+
+def plan_training(out_dir: Path, meta: Mapping[str, Any], timesteps: int, resume: bool,
+                  log: Callable[[str], None]) -> TrainingPlan:
+    """Decide, before anything is loaded, what training into ``out_dir`` with ``meta``'s settings does.
+
+    A folder holding an agent (``agent.json``) or an interrupted training's state (``resume/``) with other
+    settings is refused (SettingsError naming them). A finished agent is left as it is when ``timesteps`` is its
+    own (``done``), continued from its training state when ``timesteps`` is larger (refused without one), and
+    refused for a smaller ``timesteps``. Otherwise training continues from a complete saved state, or starts."""
+    finished = read_agent_meta(out_dir) if (out_dir / AGENT_JSON).is_file() else None
+    saved = _saved_resume_record(out_dir)
+    if finished is None and saved is None:
+        return TrainingPlan(None, read_resume_state(out_dir, meta, timesteps, log) if resume else None, False)
+    if not resume:
+        raise SettingsError(f"resume=False asks for a fresh training, but {out_dir} holds an agent or its training "
+                            f"state; it is not overwritten: {OTHER_FOLDER}")
+    if not meta["state"] and not (meta.get("mhvae") or {}).get("sha256"):
+        raise SettingsError(f"{out_dir} holds an agent, and an in-memory MHVAE cannot be checked to be the one it "
+                            f"was trained on: pass the MHVAE checkpoint's path, or {OTHER_FOLDER}")
+    if finished is not None:
+        _refuse_other_settings(out_dir, "an agent trained", finished, meta)
+    if saved is not None:
+        _refuse_other_settings(out_dir, "the training state of an agent trained", saved["settings"], meta)
+    if finished is None:
+        if int(saved.get("num_timesteps", 0)) > timesteps:
+            raise SettingsError(f"{out_dir} holds an interrupted training at step {saved['num_timesteps']} and "
+                                f"timesteps={timesteps} asks for fewer; raise timesteps to continue it, or "
+                                f"{OTHER_FOLDER}")
+        return TrainingPlan(None, read_resume_state(out_dir, meta, timesteps, log), False)
+    done = int(finished.get("timesteps", 0))
+    if timesteps < done:
+        raise SettingsError(f"{out_dir} holds an agent trained for {done} steps and timesteps={timesteps} asks for "
+                            f"fewer; it is not retrained. Evaluate it (python agents/evaluate.py with agent={out_dir}), "
+                            f"raise timesteps to continue it, or {OTHER_FOLDER}")
+    verify_policy_file(out_dir, finished)
+    if timesteps == done:
+        log(f"{out_dir}: the agent is trained ({done} steps with these settings); nothing to do. Raise timesteps "
+            f"to train it further, or evaluate it: python agents/evaluate.py with agent={out_dir}")
+        return TrainingPlan(finished, None, True)
+    state = read_resume_state(out_dir, meta, timesteps, log)
+    if state is None or int(state["num_timesteps"]) < done:
+        raise SettingsError(f"{out_dir} holds an agent trained for {done} steps but no complete training state to "
+                            f"continue it to timesteps={timesteps} (resume/ was removed after training, keep_resume="
+                            f"False, or is incomplete); the policy alone lacks the optimizers and the replay buffer. "
+                            f"Re-run with timesteps={done}, or {OTHER_FOLDER}")
+    return TrainingPlan(finished, state, False)
+
+
+def supersede(out_dir: Path, label: str, patterns: tuple[str, ...], log: Callable[[str], None]) -> list[Path]:
+    """Move the entries of ``out_dir`` matching ``patterns`` (e.g. the evaluations of an agent that has since
+    been trained further) into ``out_dir/superseded/<label>/``, so that none is taken for the current agent's."""
+    moved = []
+    target = out_dir / "superseded" / label
+    for pattern in patterns:
+        for entry in sorted(out_dir.glob(pattern)):
+            target.mkdir(parents=True, exist_ok=True)
+            os.replace(entry, target / entry.name)
+            moved.append(target / entry.name)
+    if moved:
+        log(f"moved {', '.join(p.name for p in moved)} (of the agent before this training) into {target}")
+    return moved
+
+
+def _model_reference(mhvae: Any) -> dict:
+    """The MHVAE checkpoint's path + SHA-256, read without loading it ({path, sha256: None} for a loaded model)."""
+    if isinstance(mhvae, (str, os.PathLike)):
+        return mhvae_reference(shipped_or_path(mhvae))
+    return {"path": None, "sha256": None}
+
+
 def train_agent(env: str, modalities, mhvae, seed: int, timesteps: int, out_dir, state: bool = False,
                 hp: dict | None = None, eval_freq: int = 2_000, n_eval_episodes: int = 5, progress: bool = True,
                 tensorboard: bool = True, latent_stack: int | None = None, train_failure_p: float | None = None,
@@ -406,11 +516,18 @@ def train_agent(env: str, modalities, mhvae, seed: int, timesteps: int, out_dir,
     work. ``log_scalar(name, value, step)`` receives evaluation means and training episode returns (sacred's
     ``_run.log_scalar``). SB3's progress bar with ``progress``; TensorBoard in ``out_dir/tb``.
 
+    The folder: one training at a time (:class:`~agents.files.AgentFolderLock` on ``out_dir/.lock``; a second
+    is refused). A folder holding an agent or a training state with other settings is refused
+    (:func:`plan_training`); a finished agent with the same settings is returned untouched ("nothing to do")
+    unless ``timesteps`` is raised, which continues it from its training state (its ``eval-*`` folders are then
+    moved into ``out_dir/superseded/step<N>``).
+
     Resuming: with ``save_freq`` the training state (weights, optimizers, replay buffer, step; no pickles) is
     saved into ``out_dir/resume`` every ``save_freq`` steps; with ``resume`` a later call with the same
     settings continues from there. The episode in progress at the save is not restored (a new one starts) and
     the EvalCallback's log restarts. The resume state is removed once the agent is saved, unless
-    ``keep_resume`` (then a later call with a larger ``timesteps`` continues training)."""
+    ``keep_resume`` (then it is saved at the last step too, and a later call with a larger ``timesteps``
+    continues training)."""
     settings = env_settings(env)
     algo = settings["algo"]
     mods = None if state else parse_modalities(modalities)
@@ -424,50 +541,70 @@ def train_agent(env: str, modalities, mhvae, seed: int, timesteps: int, out_dir,
         raise ValueError(f"timesteps must be a positive number of environment steps, got {timesteps}")
     if save_freq is not None and int(save_freq) < 1:
         raise ValueError(f"save_freq must be a positive number of steps or None, got {save_freq}")
+    if not state and mhvae is None:
+        raise ValueError("an MHVAE checkpoint is needed: pass mhvae=PATH (or state=True for the state reference)")
     dev = resolve_device(device)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model_ref = None
-    if not state:
-        model, ck_path = resolve_model(mhvae, dev)
-        model_ref = mhvae_reference(ck_path) if ck_path is not None else {"path": None, "sha256": None}
-        mhvae = model  # load once, share between train and eval envs
     meta = {"env": env, "env_id": settings["state_env_id"] if state else settings["env_id"], "algo": algo,
             "state": bool(state), "train_modalities": list(mods) if mods else None, "seed": int(seed),
             "timesteps": int(timesteps), "latent_stack": n_stack, "train_failure_p": train_failure_p,
-            "train_sample": bool(train_sample), "hyperparameters": params, "mhvae": model_ref}
-    train_env = make_vec_env(env, mods, mhvae, 1, state, seed=seed, n_stack=n_stack, failure_p=train_failure_p,
-                             failure_seed=seed, device=dev, sample=bool(train_sample))
+            "train_sample": bool(train_sample), "hyperparameters": params,
+            "mhvae": None if state else _model_reference(mhvae)}
+    with AgentFolderLock(out_dir):
+        remove_leftover_temp_files(out_dir)  # the lock is held: any temporary file is a killed save's
+        plan = plan_training(out_dir, meta, int(timesteps), resume, log)
+        if plan.done:
+            return plan.finished
+        return _train(meta, plan, mhvae, out_dir, dev, eval_freq=eval_freq, n_eval_episodes=n_eval_episodes,
+                      progress=progress, tensorboard=tensorboard, log=log, log_scalar=log_scalar,
+                      save_freq=save_freq, keep_resume=keep_resume)
+
+
+def _train(meta: dict, plan: TrainingPlan, mhvae: Any, out_dir: Path, dev: torch.device, eval_freq: int,
+           n_eval_episodes: int, progress: bool, tensorboard: bool, log: Callable[[str], None],
+           log_scalar: LogScalar | None, save_freq: int | None, keep_resume: bool) -> dict:
+    """The training itself (the folder is locked and :func:`plan_training` has decided where to start)."""
+    env, state, seed, timesteps = meta["env"], meta["state"], meta["seed"], meta["timesteps"]
+    mods, n_stack, algo = meta["train_modalities"], meta["latent_stack"], meta["algo"]
+    if not state:
+        mhvae = resolve_model(mhvae, dev)[0]  # load once, share between train and eval envs
+    train_env = make_vec_env(env, mods, mhvae, 1, state, seed=seed, n_stack=n_stack,
+                             failure_p=meta["train_failure_p"], failure_seed=seed, device=dev,
+                             sample=meta["train_sample"])
     eval_env = make_vec_env(env, mods, mhvae, 1, state, seed=seed + 10_000, n_stack=n_stack, device=dev)
     evaluator, callbacks = _callbacks(out_dir, eval_env, eval_freq, n_eval_episodes, meta, log_scalar, save_freq)
     agent = algo_class(algo)("MlpPolicy", train_env, seed=seed, verbose=0, device=dev,
                              tensorboard_log=str(out_dir / "tb") if tensorboard else None,
-                             **json.loads(json.dumps(params)))  # a copy: SB3 adds keys to policy_kwargs
-    saved = read_resume_state(out_dir, meta, int(timesteps), log) if resume else None
+                             **json.loads(json.dumps(meta["hyperparameters"])))  # a copy: SB3 adds to policy_kwargs
+    saved = plan.resume_state
     start = 0
     if saved is not None:
         restore_resume_state(agent, out_dir, saved)
         start = int(saved["num_timesteps"])
         evaluator.best_mean_reward = float(saved["best_mean_reward"])
         log(f"resuming {out_dir} from step {start}")
+    elif (out_dir / "best").exists():
+        supersede(out_dir, f"abandoned-{time.strftime('%Y%m%d-%H%M%S')}", ("best",), log)  # not this training's
     t0 = time.perf_counter()
-    if int(timesteps) > start:
-        agent.learn(total_timesteps=int(timesteps) - start, callback=callbacks, progress_bar=bool(progress),
+    if timesteps > start:
+        agent.learn(total_timesteps=timesteps - start, callback=callbacks, progress_bar=bool(progress),
                     reset_num_timesteps=start == 0)
     wall = time.perf_counter() - t0
-    trained_now = int(timesteps) - start
+    trained_now = timesteps - start
     meta.update({"train_wall_s": round(wall, 1), "train_steps_per_s": round(trained_now / max(wall, 1e-9), 1),
                  "resumed_from_step": start, "best_mean_eval_reward": float(evaluator.best_mean_reward)})
+    if keep_resume:  # the state at the last step: a larger timesteps continues exactly from here
+        save_resume_state(agent, out_dir, meta, evaluator.best_mean_reward)
     description = save_agent(agent, out_dir, meta)
+    if plan.finished is not None:
+        supersede(out_dir, f"step{int(plan.finished['timesteps'])}", ("eval-*",), log)
     if not keep_resume and (out_dir / RESUME_DIR).is_dir():
-        import shutil
-
         shutil.rmtree(out_dir / RESUME_DIR)
     train_env.close()
     eval_env.close()
     if log_scalar is not None:
-        log_scalar("train/wall_s", wall, int(timesteps))
-        log_scalar("train/steps_per_s", meta["train_steps_per_s"], int(timesteps))
+        log_scalar("train/wall_s", wall, timesteps)
+        log_scalar("train/steps_per_s", meta["train_steps_per_s"], timesteps)
     log(f"trained {algo} on {env} ({'state' if state else '+'.join(mods)}) seed {seed}: {trained_now} steps "
         f"{f'(from step {start}) ' if start else ''}in {wall:.0f} s ({meta['train_steps_per_s']:.0f} steps/s) "
         f"-> {out_dir / POLICY_FILE}")

@@ -10,6 +10,11 @@ weights; see agents/common.py), best/ (the best evaluation, same format), eval/e
 Metrics (evaluation means, training episode returns, wall time) go to sacred's metrics.json. The training state
 is saved every ``save_freq`` steps into run_dir/resume (no pickles): re-running the same command resumes.
 Hyper-parameters: agents/config.py, overridable as ``hp.<name>=...``.
+
+The run folder: one training at a time (an OS lock on run_dir/.lock; a second one is refused). A folder holding
+an agent trained with other settings is refused (which settings differ is said; use another run_dir). Re-running
+a finished agent's command does nothing; raising ``timesteps`` continues it from its kept training state
+(``keep_resume``), and its earlier evaluations (eval-*) move to run_dir/superseded/step<N>.
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ def config():
     eval_freq = 2000  # EvalCallback period (steps)
     n_eval_episodes = 5
     save_freq = 5000  # save the training state every N steps; a re-run with the same settings resumes
+    keep_resume = True  # keep the training state after training: a re-run with a larger timesteps continues it
     num_threads = 1  # torch threads (leave cores to others)
     device = "auto"  # auto (CUDA when available) | cpu | cuda[:N]
     progress = True  # SB3's progress bar
@@ -55,8 +61,8 @@ def main(_config, _run):
                        cfg["run_dir"], state=cfg["state"], hp=json.loads(json.dumps(cfg["hp"])),
                        eval_freq=cfg["eval_freq"], n_eval_episodes=cfg["n_eval_episodes"], progress=cfg["progress"],
                        tensorboard=cfg["tensorboard"], latent_stack=cfg["latent_stack"],
-                       train_failure_p=cfg["train_failure_p"], train_sample=cfg["train_sample"], device=cfg["device"], log_scalar=_run.log_scalar,
-                       save_freq=cfg["save_freq"])
+                       train_failure_p=cfg["train_failure_p"], train_sample=cfg["train_sample"], device=cfg["device"],
+                       log_scalar=_run.log_scalar, save_freq=cfg["save_freq"], keep_resume=cfg["keep_resume"])
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@
     python agents/transfer.py print_config
 
 For every training condition (image, sound, both) and seed an agent is trained (or reused from
-``out_dir/agents/<condition>-seed<s>`` when its agent.json exists and references the same checkpoint hash),
-then evaluated for ``test_episodes`` episodes under every test condition. References: a uniform random policy
+``out_dir/agents/<condition>-seed<s>`` when it was trained there with the same settings, MHVAE checkpoint hash
+included; a folder holding an agent with other settings is refused: use another out_dir), then evaluated for ``test_episodes`` episodes under every test condition. References: a uniform random policy
 and the same algorithm trained on the true low-dimensional state. A robustness curve evaluates agents under
 per-step sensor failures (VecSensorFailure over image and sound) for each probability in ``failure_probs``.
 A latent-agreement diagnostic compares q(z_c | image), q(z_c | sound) and q(z_c | both) on the dataset's
@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from sacred import Experiment
 
-from agents.common import (AgentFileError, env_settings, evaluate_returns, load_agent, make_vec_env,
-                           mhvae_reference, random_returns, read_agent_meta, set_threads, train_agent)
+from agents.common import (env_settings, evaluate_returns, load_agent, make_vec_env, mhvae_reference,
+                           random_returns, set_threads, train_agent)
 from agents.config import CONDITIONS, ENVS, HYPERPARAMS
 
 ex = prepare_experiment(Experiment("mhvae_transfer", save_git_info=False))
@@ -58,6 +58,7 @@ def config():
     eval_freq = 2500  # EvalCallback period during training (steps)
     n_eval_episodes = 3  # EvalCallback episodes
     save_freq = 5000  # save the training state every N steps; a re-run with the same settings resumes
+    keep_resume = False  # keep each agent's training state (replay buffer) so that a larger timesteps continues it
     num_threads = 1
     device = "auto"  # agents' device: auto (CUDA when available) | cpu | cuda[:N]
     progress = False
@@ -143,24 +144,6 @@ def pendulum_state_probe(model, n: int = 3000, seed: int = 0) -> dict:
     return out
 
 
-def _reusable(d: Path, cfg, state: bool, ref: dict, log) -> dict | None:
-    """The stored description of the agent in ``d`` if it was trained with these settings (else None)."""
-    if not (d / "agent.json").is_file() and not (d / "agent.zip").is_file():
-        return None
-    try:
-        meta = read_agent_meta(d)
-    except AgentFileError as err:
-        log(f"retraining {d}: {err}")
-        return None
-    same = state or (meta.get("mhvae") or {}).get("sha256") == ref["sha256"]
-    want_stack = 1 if state else (cfg["latent_stack"] or ENVS[cfg["env"]].get("latent_stack", 1))
-    if (same and meta.get("timesteps") == int(cfg["timesteps"]) and meta.get("latent_stack") == want_stack
-            and meta.get("train_failure_p") == (None if state else cfg["train_failure_p"])
-            and bool(meta.get("train_sample", False)) == (False if state else bool(cfg["train_sample"]))):
-        return meta
-    return None
-
-
 def diagnostics_data(env: str):
     """The dataset splits of the latent diagnostics, or a FileNotFoundError with both fixes."""
     from mhvae_perception import data
@@ -173,17 +156,11 @@ def diagnostics_data(env: str):
 
 def train_all(cfg, ck_path: Path, log, log_scalar=None) -> dict:
     agents_dir = Path(cfg["out_dir"]) / "agents"
-    ref = mhvae_reference(ck_path)
     conds = [(c, False) for c in cfg["train_conditions"]] + ([("state", True)] if cfg["state_reference"] else [])
     dirs, walls = {}, {}
     for seed in cfg["seeds"]:  # seed-major: a cut-short run still has every condition for the first seeds
         for cond, state in conds:
-            d = agents_dir / f"{cond}-seed{seed}"
-            meta = _reusable(d, cfg, state, ref, log)
-            if meta is not None:
-                log(f"reusing {d}")
-                dirs[(cond, seed)], walls[(cond, seed)] = d, meta["train_wall_s"]
-                continue
+            d = agents_dir / f"{cond}-seed{seed}"  # a finished agent with these settings is reused as it is
             scalar = None if log_scalar is None else (
                 lambda name, value, step, tag=f"{cond}-seed{seed}": log_scalar(f"{tag}/{name}", value, step))
             meta = train_agent(cfg["env"], None if state else CONDITIONS[cond], None if state else str(ck_path), seed,
@@ -192,7 +169,8 @@ def train_all(cfg, ck_path: Path, log, log_scalar=None) -> dict:
                                progress=cfg["progress"], latent_stack=cfg["latent_stack"],
                                train_failure_p=None if state else cfg["train_failure_p"],
                                train_sample=False if state else bool(cfg["train_sample"]), device=cfg["device"],
-                               log=log, log_scalar=scalar, save_freq=cfg.get("save_freq"))
+                               log=log, log_scalar=scalar, save_freq=cfg.get("save_freq"),
+                               keep_resume=bool(cfg.get("keep_resume", False)))
             dirs[(cond, seed)], walls[(cond, seed)] = d, meta["train_wall_s"]
     return {"dirs": dirs, "walls": walls}
 

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from agents.common import (AgentFileError, load_agent, make_vec_env, random_returns, read_agent_meta, save_agent,
-                           train_agent)
+from agents.common import (AgentFileError, load_agent, make_vec_env, random_returns, read_agent_meta,
+                           read_resume_state, save_agent, train_agent)
+from agents.settings import SettingsError
 from agents.config import condition_name, parse_modalities
 from mhvae_perception import presets, save_checkpoint
 from mhvae_perception.hashing import file_sha256
@@ -287,13 +288,20 @@ def test_interrupted_training_resumes_from_the_last_save(checkpoint, tmp_path):
     agent, _ = load_agent(out, device="cpu")
     first = saved["sb3"]["policy"]
     assert any(not torch.equal(first[k], v) for k, v in agent.policy.state_dict().items())  # trained further
-    # other settings: not resumed
+    # other settings: the saved state is not theirs, and this folder's agent is not overwritten with them
+    # (tests/test_agents_safety.py); in a folder of their own they start from step 0
+    assert read_resume_state(out, {**meta, "seed": 1}, 400, logs.append) is None
+    assert any("other settings" in m for m in logs)
+    with pytest.raises(SettingsError, match=r"seed: 0 -> 1"):
+        train_agent("pendulum_sound", "image", str(checkpoint), timesteps=100, log=logs.append,
+                    **{**common, "seed": 1})
     other = train_agent("pendulum_sound", "image", str(checkpoint), timesteps=100, log=logs.append,
-                        **{**common, "seed": 1})
-    assert other["resumed_from_step"] == 0 and any("other settings" in m for m in logs)
+                        **{**common, "seed": 1, "out_dir": tmp_path / "other"})
+    assert other["resumed_from_step"] == 0
     train_agent("pendulum_sound", "image", str(checkpoint), timesteps=100, log=logs.append,
-                **{**common, "seed": 1, "keep_resume": False})
-    assert not (out / "resume").exists()  # removed once the agent is saved
+                **{**common, "seed": 1, "keep_resume": False, "out_dir": tmp_path / "other2"})
+    assert (tmp_path / "other2" / "agent.json").is_file()
+    assert not (tmp_path / "other2" / "resume").exists()  # removed once the agent is saved
 
 
 def test_collection_policy_acts_like_the_agent_on_raw_observations(checkpoint, trained, tmp_path):

@@ -4,13 +4,18 @@ resume refuses tampered or foreign state, saves survive a full disk, and every s
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from agents.common import AgentFileError, load_agent, read_agent_meta, read_resume_state, train_agent
+from agents.files import AgentFolderBusy
+from agents.settings import SettingsError
 from mhvae_perception import presets, save_checkpoint
 from mhvae_perception.hashing import file_sha256
 
@@ -149,3 +154,87 @@ def test_a_failed_write_replaces_none_of_a_save_s_files(checkpoint, tmp_path, mo
     monkeypatch.undo()
     assert _folder_bytes(out) == before
     load_agent(out, device="cpu")
+
+
+# ------------------------------------------------------- 1. one training per folder, no silent retraining
+LOCK_HOLDER = """import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.write(fd, str(os.getpid()).encode())
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_second_training_in_an_agent_folder_is_refused(checkpoint, tmp_path):
+    out = tmp_path / "a"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(out / ".lock")], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"  # another training holds the folder
+        with pytest.raises(AgentFolderBusy, match=rf"{re.escape(str(out))} is in use.*pid {holder.pid}.*"
+                                                  rf"{re.escape(str(out / '.lock'))}.*another folder"):
+            train_agent(**tiny(checkpoint, out))
+        assert [p.name for p in out.iterdir()] == [".lock"]  # nothing written beside it
+    finally:
+        holder.kill()
+        holder.wait()
+    train_agent(**tiny(checkpoint, out))  # the kernel released the lock with its holder
+    assert (out / "agent.json").is_file()
+
+
+def test_a_finished_agent_is_not_retrained_and_more_timesteps_continue_it(checkpoint, tmp_path):
+    out = tmp_path / "a"
+    first = train_agent(**tiny(checkpoint, out, timesteps=100))
+    (out / "eval-sound").mkdir()
+    (out / "eval-sound" / "returns.json").write_text("{}")  # an evaluation of this agent
+    before = _folder_bytes(out)
+    logs: list[str] = []
+    again = train_agent(**tiny(checkpoint, out, timesteps=100, log=logs.append))
+    assert again == json.loads(json.dumps(first)) and _folder_bytes(out) == before  # nothing trained or rewritten
+    assert any("nothing to do" in m for m in logs)
+    more = train_agent(**tiny(checkpoint, out, timesteps=200, log=logs.append))
+    assert more["resumed_from_step"] == 100 and read_agent_meta(out)["timesteps"] == 200
+    assert any("resuming" in m for m in logs)
+    assert not (out / "eval-sound").exists()  # the old agent's evaluation is not left as the new agent's
+    assert (out / "superseded" / "step100" / "eval-sound" / "returns.json").read_text() == "{}"
+    with pytest.raises(SettingsError, match=r"trained for 200 steps and timesteps=150 asks for fewer"):
+        train_agent(**tiny(checkpoint, out, timesteps=150))
+
+
+def test_a_finished_agent_without_its_training_state_is_not_continued(checkpoint, tmp_path):
+    out = tmp_path / "a"
+    train_agent(**tiny(checkpoint, out, timesteps=100, keep_resume=False))
+    before = _folder_bytes(out)
+    with pytest.raises(SettingsError, match=r"no complete training state.*keep_resume=False.*another folder"):
+        train_agent(**tiny(checkpoint, out, timesteps=200))
+    assert _folder_bytes(out) == before
+
+
+def test_changed_settings_in_an_agent_folder_are_refused(checkpoint, tmp_path):
+    out = tmp_path / "a"
+    train_agent(**tiny(checkpoint, out))
+    before = _folder_bytes(out)
+    with pytest.raises(SettingsError, match=rf"{re.escape(str(out))} holds an agent trained with other settings "
+                                            rf"\(seed: 0 -> 1\).*another folder \(run_dir="):
+        train_agent(**tiny(checkpoint, out, seed=1))
+    with pytest.raises(SettingsError, match=r"\(hyperparameters\.gamma: 0\.99 -> 0\.9\)"):
+        train_agent(**tiny(checkpoint, out, hp={**TINY_HP, "gamma": 0.9}))
+    with pytest.raises(SettingsError, match=r"latent_stack: 2 -> 1, train_modalities|train_modalities.*latent_stack"):
+        train_agent(**tiny(checkpoint, out, latent_stack=1, modalities="sound"))
+    assert _folder_bytes(out) == before
+    (out / "agent.json").unlink()  # as if interrupted before the agent was saved: its training state remains
+    with pytest.raises(SettingsError, match=r"seed: 0 -> 1"):
+        train_agent(**tiny(checkpoint, out, seed=1))
+
+
+def test_a_finished_agent_whose_policy_changed_is_not_reported_done(checkpoint, tmp_path):
+    out = tmp_path / "a"
+    train_agent(**tiny(checkpoint, out))
+    state = torch.load(out / "policy.pt", weights_only=True)
+    key = next(k for k, v in state.items() if v.is_floating_point())
+    state[key] = state[key] + 1.0
+    torch.save(state, out / "policy.pt")
+    with pytest.raises(AgentFileError, match="weights were changed"):
+        train_agent(**tiny(checkpoint, out))
