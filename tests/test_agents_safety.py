@@ -238,3 +238,54 @@ def test_a_finished_agent_whose_policy_changed_is_not_reported_done(checkpoint, 
     torch.save(state, out / "policy.pt")
     with pytest.raises(AgentFileError, match="weights were changed"):
         train_agent(**tiny(checkpoint, out))
+
+
+# ------------------------------------------ 5. resume checks its files' hashes and the MHVAE it was trained on
+def interrupt(checkpoint, out: Path, **overrides) -> None:
+    """Train towards 300 steps, killed during step 200 (its training state was saved at step 100)."""
+    def killed(name, value, step):
+        if name == "eval/mean_reward" and step == 200:
+            raise KeyboardInterrupt("killed")
+
+    with pytest.raises(KeyboardInterrupt):
+        train_agent(**tiny(checkpoint, out, timesteps=300, eval_freq=100, log_scalar=killed, **overrides))
+    assert json.loads((out / "resume" / "resume.json").read_text())["num_timesteps"] == 100
+    assert not (out / "agent.json").exists()
+
+
+@pytest.mark.parametrize("name", ["params.pt", "replay.npz"])
+def test_resume_does_not_use_a_training_state_whose_files_changed(checkpoint, tmp_path, name):
+    import numpy as np
+
+    out = tmp_path / "a"
+    interrupt(checkpoint, out)
+    path = out / "resume" / name
+    if name == "params.pt":  # valid tensors, other values: only the recorded SHA-256 tells
+        params = torch.load(path, weights_only=True)
+        params["sb3"]["policy"] = {k: v + 1.0 if v.is_floating_point() else v
+                                   for k, v in params["sb3"]["policy"].items()}
+        torch.save(params, path)
+    else:
+        with np.load(path) as arrays:
+            replay = {k: arrays[k] for k in arrays.files}
+        replay["rewards"] = replay["rewards"] + 100.0
+        np.savez(path, **replay)
+    logs: list[str] = []
+    meta = train_agent(**tiny(checkpoint, out, timesteps=300, log=logs.append))
+    assert meta["resumed_from_step"] == 0 and any(f"{name} is missing or incomplete" in m for m in logs)
+
+
+def test_resume_refuses_an_mhvae_replaced_under_the_same_path(checkpoint, tmp_path):
+    ck = tmp_path / "mhvae.pt"
+    shutil.copy(checkpoint, ck)
+    out = tmp_path / "a"
+    interrupt(ck, out)
+    torch.manual_seed(1)
+    save_checkpoint(ck, presets.build("pendulum_sound", "mhvae").eval())  # same architecture, other weights
+    with pytest.raises(SettingsError, match=r"mhvae \(checkpoint SHA-256\)"):
+        train_agent(**tiny(ck, out, timesteps=300))
+    finished = tmp_path / "b"
+    train_agent(**tiny(ck, finished))
+    shutil.copy(checkpoint, ck)  # the file is replaced once more
+    with pytest.raises(SettingsError, match=r"mhvae \(checkpoint SHA-256\)"):
+        train_agent(**tiny(ck, finished))
