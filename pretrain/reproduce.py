@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -30,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Optional
+
+import numpy as np
 
 from mhvae_perception.models.registry import MODEL_KINDS
 from pretrain import paper, results_table
@@ -96,7 +99,7 @@ def render(store: dict) -> str:
         ours = {m: {"values": r.get("values", {}), "standard_errors": r.get("standard_errors", {}),
                     "rows": r.get("rows", []), "budget": _budget_of(entry, m)}
                 for m, r in entry["models"].items()}
-        out += results_table.comparison_table(dataset, ours) + [""]
+        out += results_table.comparison_table(dataset, ours, entry.get("paired_se")) + [""]
         out += _summary_lines(dataset, entry)
     return "\n".join(out)
 
@@ -242,7 +245,30 @@ def record(eval_dirs: list[Path], commands: list[str], machine: str) -> tuple[st
     first = next(iter(models.values()))["budget"]
     entry = {"command": commands[0], "budget_tag": f"e{epochs}-K{k}-n{n}", "seed": first["seed"], "full": full,
              "date": time.strftime("%Y-%m-%d"), "machine": machine, "models": models}
+    folders = {m: d for m, d in zip((json.loads((d / "metrics.json").read_text())["model"] for d in eval_dirs),
+                                    eval_dirs)}
+    if "mhvae" in folders and "jmvae" in folders:
+        entry["paired_se"] = paired_standard_errors(folders["mhvae"], folders["jmvae"])
     return dataset, entry
+
+
+def paired_standard_errors(a: Path, b: Path) -> dict[str, float]:
+    """Per row, the standard error of the mean difference a - b over the test points both evaluations saw (std of
+    the per-point differences / sqrt(n)); empty when either folder lacks ``per_point.npz`` or the two were scored
+    on different points (another split seed or number of points)."""
+    files = [d / "per_point.npz" for d in (a, b)]
+    configs = [json.loads((d.parent / "config.json").read_text()) for d in (a, b)]
+    if not all(f.is_file() for f in files) or configs[0].get("split_seed") != configs[1].get("split_seed"):
+        return {}
+    (rows_a, va), (rows_b, vb) = ((list(z["rows"]), z["values"]) for z in (np.load(f, allow_pickle=False) for f in files))
+    if va.shape[1] != vb.shape[1]:
+        return {}
+    out = {}
+    for i, row in enumerate(rows_a):
+        if row in rows_b:
+            diff = va[i] - vb[rows_b.index(row)]
+            out[str(row)] = float(diff.std(ddof=1) / math.sqrt(len(diff)))
+    return out
 
 
 def machine_description() -> str:

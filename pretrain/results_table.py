@@ -60,10 +60,15 @@ def table_rows(ours: Mapping[str, Mapping]) -> list[tuple[str, str, str]]:
     return rows
 
 
-def comparison_table(dataset: str, ours: Mapping[str, Mapping]) -> list[str]:
+def comparison_table(dataset: str, ours: Mapping[str, Mapping], paired_se: Optional[Mapping[str, float]] = None
+                     ) -> list[str]:
     """Markdown lines of the table for ``dataset``; ``ours[model]`` has ``values`` {row: mean}, optionally
     ``standard_errors`` {row: se}, ``rows`` (the evaluation's row records) and ``budget`` (see
-    :func:`budget_text`)."""
+    :func:`budget_text`). ``paired_se`` {row: se}: the standard errors of ours MHVAE - ours JMVAE paired over the
+    test points both saw (else the unpaired √(SE₁² + SE₂²) is shown).
+
+    "ours - paper" is filled only where our K equals the paper's: the estimates rise with K (by tens of nats on
+    the rows proposed from the label), so a difference at another K measures K as much as the model."""
     in_paper = dataset in paper.PAPER_RESULTS
     models = [m for m in MODEL_KINDS if m in ours] + [m for m in ours if m not in MODEL_KINDS]
     header = ["metric", "input"]
@@ -81,6 +86,9 @@ def comparison_table(dataset: str, ours: Mapping[str, Mapping]) -> list[str]:
     if both:
         header.append("ours MHVAE − ours JMVAE")
     lines = ["| " + " | ".join(md(h) for h in header) + " |", "|" + "---|" * len(header)]
+    paper_k = paper.PROTOCOL.get(dataset, {}).get("eval_samples")
+    our_k = (ours[vs_paper].get("budget") or {}).get("eval_samples") if vs_paper else None
+    same_k = our_k is None or our_k == paper_k
 
     def ours_of(m: str, row: str) -> tuple[Optional[float], Optional[float]]:
         return ours[m].get("values", {}).get(row), ours[m].get("standard_errors", {}).get(row)
@@ -94,10 +102,15 @@ def comparison_table(dataset: str, ours: Mapping[str, Mapping]) -> list[str]:
         if vs_paper:
             mine, se = ours_of(vs_paper, key)
             theirs = paper.paper_value(dataset, vs_paper, key)
-            cells.append(_cell(mine - theirs, se, signed=True) if mine is not None and theirs is not None else "—")
+            if mine is None or theirs is None:
+                cells.append("—")
+            else:
+                cells.append(_cell(mine - theirs, se, signed=True) if same_k else f"not comparable (K = {our_k})")
         if both:
             (a, sa), (b, sb) = ours_of("mhvae", key), ours_of("jmvae", key)
             se = math.sqrt(sa ** 2 + sb ** 2) if sa is not None and sb is not None else None
+            if paired_se and key in paired_se:
+                se = paired_se[key]
             cells.append(_cell(a - b, se, signed=True) if a is not None and b is not None else "—")
         lines.append("| " + " | ".join(cells) + " |")
     notes = []
@@ -105,8 +118,14 @@ def comparison_table(dataset: str, ours: Mapping[str, Mapping]) -> list[str]:
         notes.append(f"Paper columns: {paper.source_of(dataset)}.")
         notes += [f"Paper {LABEL[m]}: {paper.NOTES[(dataset, m)]}." for m in PAPER_MODELS if (dataset, m) in paper.NOTES]
     if any(ours[m].get("standard_errors") for m in models):
+        pairing = ("paired over the test points both models saw: std of the per-point differences / sqrt(n)"
+                   if paired_se else "√(SE₁² + SE₂²) for two of ours, unpaired")
         notes.append("Ours: mean ± standard error over test points (std / sqrt(n) of the per-point estimates); "
-                     "differences of ours carry their standard error (√(SE₁² + SE₂²) for two of ours).")
+                     f"differences of ours carry their standard error ({pairing}).")
+    if vs_paper and not same_k:
+        notes.append(f"Ours − paper: not comparable here: ours used K = {our_k} importance samples, the paper "
+                     f"K = {paper_k}; the estimates rise with K (by tens of nats on the rows proposed from x2), so "
+                     f"the difference would measure K as much as the model. It is filled in only at equal K.")
     for note in notes:  # one paragraph each
         lines += ["", note]
     return lines

@@ -25,6 +25,7 @@ from typing import Callable, Optional
 
 from mhvae_perception.experiment import prepare_experiment  # first: quiets sacred's warning
 
+import numpy as np
 import torch
 from sacred import Experiment
 from tqdm.auto import tqdm
@@ -339,9 +340,10 @@ def row_descriptions() -> dict[str, tuple[str, str]]:
     return {key: (metric, inp) for key, metric, inp in rows}
 
 
-def log_likelihood_rows(model, splits, cfg: dict, device, n_points: int) -> list[dict]:
+def log_likelihood_rows(model, splits, cfg: dict, device, n_points: int) -> tuple[list[dict], dict[str, torch.Tensor]]:
     """Each row of ``estimators.paper_rows`` on the first ``n_points`` test points: mean, std and standard
-    error (std / sqrt(n)) of the per-point estimates."""
+    error (std / sqrt(n)) of the per-point estimates, and the per-point estimates themselves (for paired
+    comparisons of two models on the same points)."""
     K = int(cfg["eval_samples"])
     per_point: dict[str, list[torch.Tensor]] = defaultdict(list)
     bar = tqdm(total=n_points, desc=f"log-likelihoods (K={K})", unit="point", disable=not cfg["progress"],
@@ -360,7 +362,14 @@ def log_likelihood_rows(model, splits, cfg: dict, device, n_points: int) -> list
         metric, inp = described.get(key, (key, ""))
         out.append({"row": key, "metric": metric, "input": inp, "value": float(v.mean()), "std": std,
                     "se": std / math.sqrt(len(v)), "n": int(len(v))})
-    return out
+    return out, {key: torch.cat(values) for key, values in per_point.items()}
+
+
+def save_per_point(path: Path, per_point: dict[str, torch.Tensor]) -> None:
+    """``per_point.npz``: ``rows`` (the row keys) and ``values`` (rows x test points, float64), in test-split order;
+    plain arrays (read back with ``allow_pickle=False``)."""
+    keys = list(per_point)
+    np.savez(path, rows=np.array(keys), values=np.stack([per_point[k].numpy() for k in keys]))
 
 
 @torch.no_grad()
@@ -391,8 +400,9 @@ def evaluate_model(model, splits: data.DatasetSplits, cfg: dict, out_dir, checkp
     n_points = len(splits.test) if cfg["eval_points"] is None else min(len(splits.test), int(cfg["eval_points"]))
     torch.manual_seed(int(cfg["eval_seed"]))
     t0 = time.time()
-    rows = log_likelihood_rows(model, splits, cfg, device, n_points)
+    rows, per_point = log_likelihood_rows(model, splits, cfg, device, n_points)
     wall = time.time() - t0
+    save_per_point(out_dir / "per_point.npz", per_point)
     torch.manual_seed(int(cfg["eval_seed"]))
     bs = int(cfg["eval_batch_size"])
     elbo_terms = {"test": mean_terms(model, splits.test, bs, device, n_points),

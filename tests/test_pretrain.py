@@ -182,6 +182,9 @@ def test_zero_epochs_evaluates_the_untrained_model(tmp_path, fake_mnist):
     assert metrics["checkpoint"] is None and metrics["train_epochs"] == 0 and r.result == metrics["values"]
     assert "ours MHVAE (0 ep, K = 2, n = 4)" in (rd / "results.md").read_text()
     assert not (rd / "checkpoints" / "last.pt").exists()
+    per_point = np.load(rd / "per_point.npz", allow_pickle=False)  # the estimates behind each row's mean
+    for key, values in zip(per_point["rows"], per_point["values"]):
+        assert values.shape == (4,) and values.mean() == pytest.approx(metrics["values"][str(key)])
 
 
 def legacy_state(state: dict) -> dict:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
+
 import pytest
 
 from mhvae_perception import data, estimators
@@ -44,11 +46,42 @@ def test_comparison_table_differences_and_standard_errors():
     first = lines[2].split(" | ")
     assert first[:5] == ["| log p(x1)", "x1", "-90.19", "—", "-89.05"]  # MVAE MNIST: not reported
     assert first[5] == "-88.05 ± 0.30" and first[6] == "-89.55 ± 0.40"
-    assert first[7] == "+1.00 ± 0.30"  # ours - paper carries our standard error
+    assert first[7] == "not comparable (K = 100)"  # the paper's K is 5000: no difference across K
     assert first[8] == "+1.50 ± 0.50 |"  # sqrt(0.3^2 + 0.4^2) = 0.5
+    assert any("not comparable here: ours used K = 100" in line for line in lines)
     extra = [line for line in lines if "tighter" in line or "x1,x2 and x2" in line]
     assert len(extra) == 1 and extra[0].split(" | ")[2:5] == ["—", "—", "—"]
     assert any("Table 1" in line for line in lines) and any("could not train MVAE" in line for line in lines)
+
+
+def test_ours_minus_paper_at_the_papers_k_and_paired_standard_errors():
+    ours = {"mhvae": _ours(+1.0, 0.3), "jmvae": _ours(-0.5, 0.4)}
+    for m in ours:
+        ours[m]["budget"] = {**ours[m]["budget"], "eval_samples": 5000}
+    paired = {k: 0.05 for k in paper.ROW_KEYS}
+    lines = results_table.comparison_table("mnist", ours, paired)
+    first = lines[2].split(" | ")
+    assert first[7] == "+1.00 ± 0.30"  # at equal K, ours - paper carries our standard error
+    assert first[8] == "+1.50 ± 0.05 |"  # the paired standard error replaces the unpaired 0.5
+    assert any("paired over the test points" in line for line in lines)
+    assert not any("not comparable" in line for line in lines)
+
+
+def test_paired_standard_errors_from_per_point_files(tmp_path):
+    rng = np.random.default_rng(0)
+    common = rng.normal(size=400) * 10  # a shared per-point difficulty: unpaired SEs are large, paired small
+    folders = []
+    for name, shift in (("a", 1.0), ("b", 0.0)):
+        run = tmp_path / name
+        (run / "eval").mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps({"split_seed": 0}))
+        values = np.stack([common + shift + 0.1 * rng.normal(size=400)])
+        np.savez(run / "eval" / "per_point.npz", rows=np.array(["log p(x1) | x1"]), values=values)
+        folders.append(run / "eval")
+    se = reproduce.paired_standard_errors(*folders)["log p(x1) | x1"]
+    assert se == pytest.approx(0.1 * np.sqrt(2) / np.sqrt(400), rel=0.15)
+    (tmp_path / "b" / "config.json").write_text(json.dumps({"split_seed": 1}))  # other points: no pairing
+    assert reproduce.paired_standard_errors(*folders) == {}
 
 
 def test_comparison_table_outside_the_paper_and_without_standard_errors():
@@ -122,7 +155,7 @@ def test_render_only_keeps_old_entries_and_appended_sections(tmp_path):
     results.write_text(results.read_text() + "\n## Another section\n\nkept\n")
     reproduce.main(["--render-only", "--results", str(results)])
     text = results.read_text()
-    assert "| log p(x1) | x1 | -90.19 | — | -89.05 | -121.84 | -32.79 |" in text
+    assert "| log p(x1) | x1 | -90.19 | — | -89.05 | -121.84 | not comparable (K = 100) |" in text
     assert text.rstrip().endswith("kept") and reproduce.load_store(results) == old
 
 
