@@ -6,6 +6,7 @@ import json
 import math
 
 import numpy as np
+import torch
 
 import pytest
 
@@ -205,3 +206,29 @@ def test_record_stores_evaluations_made_by_run_py(tmp_path, fake_mnist):
     assert "`train mhvae`; `train jmvae`" in text
     values = json.loads((evals[0] / "metrics.json").read_text())["values"]
     assert entry["models"]["mhvae"]["values"] == values
+
+
+def test_k_curve_writes_each_rows_mean_at_every_k_and_a_figure(tmp_path, monkeypatch):
+    from mhvae_perception import presets, save_checkpoint
+    from pretrain import k_curve
+
+    splits = synthetic_mnist()
+    monkeypatch.setattr(data, "load_dataset", lambda name, split_seed=0, root=None, path=None: splits)
+    ck = save_checkpoint(tmp_path / "m.pt", presets.build("mnist"))
+    out = tmp_path / "curve.png"
+    k_curve.main(["--models", str(ck), "--points", "4", "--batch", "2", "--ks", "5", "2", "--out", str(out)])
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert out.is_file() and record["ks"] == [2, 5] and record["points"] == 4
+    curve = record["models"][str(ck)]
+    model = load_model(ck)  # building a model draws random numbers: before the seed
+    torch.manual_seed(12345)
+    expected = [estimators.paper_rows_at(model, b, [2, 5]) for b in splits.test.iter_batches(2, limit=4)]
+    for k in (2, 5):
+        mean = float(torch.cat([e[k]["log p(x1,x2) | x2"] for e in expected]).double().mean())
+        assert curve[str(k)]["log p(x1,x2) | x2"]["mean"] == pytest.approx(mean, rel=1e-9)
+
+
+def load_model(path):
+    from mhvae_perception.hub import resolve_model
+
+    return resolve_model(path)[0]
