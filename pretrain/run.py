@@ -463,8 +463,8 @@ def locate_checkpoint(name: str) -> tuple[Path, Optional[dict]]:
     path = shipped_or_path(name)
     if not path.is_file():
         raise checkpoints.CheckpointError(f"checkpoint={name!r} is neither a checkpoint file nor a shipped model name; "
-                                          f"give the path of a .pt file (e.g. runs/<run>/checkpoints/best.pt) or "
-                                          f"one of {sorted(pretrained.available())}")
+                                          f"give the path of a .pt file (e.g. runs/<run>/checkpoints/best.pt) or a "
+                                          f"shipped model: {pretrained.did_you_mean(name)}")
     return path, (pretrained.available()[name] if path != Path(name) else None)
 
 
@@ -507,8 +507,11 @@ def evaluate(_run, _config):
         if cfg["tensorboard"]:
             from torch.utils.tensorboard import SummaryWriter
             writer = SummaryWriter(str(out_dir / "tb"))
+        state = ck.training_state
+        if state is None and shipped and shipped.get("trained_epochs") is not None:
+            state = {"epoch": shipped["trained_epochs"]}  # a shipped file has no training state: the manifest's
         metrics = evaluate_model(ck.model, splits, cfg, out_dir, checkpoint=path, _run=_run, writer=writer,
-                                 training_state=ck.training_state)
+                                 training_state=state)
         if writer is not None:
             writer.close()
     print(f"wrote {out_dir / 'metrics.json'} and {out_dir / 'results.md'}")

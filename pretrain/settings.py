@@ -119,8 +119,10 @@ def check_settings(cfg: Mapping[str, Any], command: str = "main") -> None:
 
         source = shipped_or_path(cfg["init_weights"])
         if not source.is_file():
-            raise SettingsError(f"init_weights={cfg['init_weights']!r}: no such checkpoint file or shipped model "
-                                f"(python -m mhvae_perception.hub.pretrained list shows the shipped ones)")
+            from mhvae_perception.hub.pretrained import did_you_mean
+
+            raise SettingsError(f"init_weights={cfg['init_weights']!r}: no such checkpoint file or shipped model; "
+                                f"{did_you_mean(cfg['init_weights'])}")
         kind = read_description(source).get("kind")
         if kind != cfg.get("model"):
             raise SettingsError(f"init_weights={cfg['init_weights']!r} is a {kind} model, but "

@@ -335,13 +335,17 @@ def test_evaluate_command_accepts_a_shipped_model_name(tmp_path, fake_mnist, mon
     run(dict(FAST, epochs=1, batch_size=32, max_train_batches=1, run_dir=str(rd)))
     weights = tmp_path / "shipped.pt"
     checkpoints.save_checkpoint(weights, checkpoints.load_checkpoint(rd / "checkpoints" / "last.pt").model)
-    monkeypatch.setattr(pretrained, "available", lambda: {"tiny-mnist": {"dataset": "mnist", "file": "x"}})
+    monkeypatch.setattr(pretrained, "available", lambda: {"tiny-mnist": {"dataset": "mnist", "file": "x",
+                                                                         "trained_epochs": 1}})
     monkeypatch.setattr(pretrained, "path", lambda name: weights)
     out = tmp_path / "eval"
     ev = run({"checkpoint": "tiny-mnist", "eval_samples": 2, "eval_points": 4, "eval_dir": str(out),
               "progress": False, "figures": False, "tensorboard": False, "device": "cpu"}, command="evaluate")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dataset"] == "mnist" and metrics["num_samples"] == 2 and set(ev.result) == set(metrics["values"])
+    assert metrics["train_epochs"] == 1 and "(1 ep, K = 2, n = 4)" in (out / "results.md").read_text()  # not "? ep"
+    with pytest.raises(checkpoints.CheckpointError, match="did you mean 'tiny-mnist'"):
+        run({"checkpoint": "tiny-mnst", "progress": False}, command="evaluate")
     with pytest.raises(checkpoints.CheckpointError, match="neither a checkpoint file nor a shipped model name"):
         run({"checkpoint": "no-such-model", "progress": False}, command="evaluate")
 

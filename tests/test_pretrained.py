@@ -95,7 +95,7 @@ def test_every_shipped_model_verifies_and_loads(name):
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-def test_wrappers_resolve_a_shipped_name_but_prefer_an_existing_path(shipped, tmp_path, monkeypatch):
+def test_wrappers_resolve_a_shipped_name_even_beside_a_file_of_that_name(shipped, tmp_path, monkeypatch):
     from pathlib import Path
 
     from mhvae_perception.hub import resolve_model, shipped_or_path
@@ -106,8 +106,10 @@ def test_wrappers_resolve_a_shipped_name_but_prefer_an_existing_path(shipped, tm
     for k, v in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v)
     monkeypatch.chdir(tmp_path)
-    Path("toy-mhvae").write_bytes(b"")  # a file of that name in the working directory wins
-    assert shipped_or_path("toy-mhvae") == Path("toy-mhvae")
+    Path("toy-mhvae").write_bytes(b"")  # a file of that name in the working directory: the shipped name wins
+    with pytest.warns(UserWarning, match="give it as a path: ./toy-mhvae"):
+        assert shipped_or_path("toy-mhvae") == pretrained.path("toy-mhvae")
+    assert shipped_or_path("./toy-mhvae") == Path("toy-mhvae")
     assert shipped_or_path("not-a-model") == Path("not-a-model")
 
 
@@ -129,3 +131,22 @@ def test_every_shipped_environment_model_wraps_its_environment_by_name(name):
         obs, *_ = env.step(env.action_space.sample())
         assert env.observation_space.contains(obs) and np.isfinite(obs).all()
         env.close()
+
+
+def test_list_is_a_table_and_a_mistyped_name_gets_did_you_mean(tmp_path, monkeypatch):
+    entries = {"toy-mhvae": {"kind": "mhvae", "dataset": "mnist", "env_id": None, "trained_epochs": 49,
+                             "run_epochs": 50, "bytes": 3 * 2 ** 20, "note": "MNIST, REDUCED; more"},
+               "other": {"kind": "jmvae", "dataset": None, "env_id": "Env-v0", "trained_epochs": 3, "bytes": 2 ** 20,
+                         "note": "x"}}
+    lines = pretrained.list_table(entries)
+    assert lines[0].split() == ["name", "kind", "env", "/", "dataset", "epochs", "MiB", "note"]
+    assert lines[1].split()[:4] == ["other", "jmvae", "Env-v0", "3"]
+    assert "49 of 50" in lines[2] and "3.0" in lines[2] and lines[2].endswith("MNIST, REDUCED")
+    monkeypatch.setattr(pretrained, "available", lambda: entries)
+    with pytest.raises(KeyError, match=r"did you mean 'toy-mhvae'\?"):
+        pretrained.path("toy-mhave")
+    from mhvae_perception.hub import resolve_model
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"did you mean 'toy-mhvae'\?.*shipped models: other, toy-mhvae"):
+        resolve_model("toy_mhvae")

@@ -14,6 +14,7 @@ Ship a new model (maintainers): ``python -m mhvae_perception.hub.pretrained expo
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 from pathlib import Path
 from typing import Any
@@ -35,11 +36,18 @@ def available() -> dict[str, dict[str, Any]]:
     return json.loads(MANIFEST.read_text())
 
 
+def did_you_mean(name: str) -> str:
+    """A sentence for an error about an unknown shipped name: the closest names, then all of them."""
+    models = sorted(available())
+    close = difflib.get_close_matches(str(name), models, n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    return f"{hint}shipped models: {', '.join(models) or 'none'} (python -m mhvae_perception.hub.pretrained list)"
+
+
 def _entry(name: str) -> dict[str, Any]:
     models = available()
     if name not in models:
-        raise KeyError(f"no shipped model named {name!r}; available: {sorted(models) or 'none'} "
-                       f"(see mhvae_perception.hub.pretrained.available())")
+        raise KeyError(f"no shipped model named {name!r}; {did_you_mean(name)}")
     return models[name]
 
 
@@ -92,7 +100,7 @@ def export(checkpoint: str | Path, name: str, note: str = "", weights_dir: Path 
         # an environment model's run keeps the default dataset entry beside its env_id: only the env_id counts
         "dataset": None if run.get("env_id") else run.get("dataset"), "env_id": run.get("env_id"),
         "kind": src.config.get("kind"), "weights_dtype": "float16" if half else "float32",
-        "trained_epochs": state.get("epoch"), "best_epoch": state.get("best_epoch"),
+        "trained_epochs": state.get("epoch"), "run_epochs": run.get("epochs"), "best_epoch": state.get("best_epoch"),
         "best_valid_elbo": state.get("best_valid_elbo"), "source": str(checkpoint), "note": note,
     }
     manifest_path.write_text(json.dumps(dict(sorted(models.items())), indent=2) + "\n")
@@ -112,9 +120,21 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "export":
         print(json.dumps(export(args.checkpoint, args.name, args.note, half=args.half), indent=2))
     else:
-        for name, entry in available().items():
-            print(f"{name}: {entry['kind']} on {entry.get('env_id') or entry['dataset']}, "
-                  f"{entry['bytes'] / 2**20:.1f} MiB; {entry['note']}")
+        print("\n".join(list_table(available())))
+
+
+def list_table(models: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per shipped model: name, kind, data, epochs (the checkpoint's, of the run's), size, the note's
+    first sentence."""
+    head = ("name", "kind", "env / dataset", "epochs", "MiB", "note")
+    rows = []
+    for name, e in sorted(models.items()):
+        epochs = str(e.get("trained_epochs", "?")) + (f" of {e['run_epochs']}" if e.get("run_epochs") else "")
+        note = str(e.get("note", "")).split("; ")[0].split(". ")[0]
+        rows.append((name, str(e.get("kind")), str(e.get("env_id") or e.get("dataset")), epochs,
+                     f"{e.get('bytes', 0) / 2 ** 20:.1f}", note[:90] + ("..." if len(note) > 90 else "")))
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head) - 1)]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in [head, *rows]]
 
 
 if __name__ == "__main__":

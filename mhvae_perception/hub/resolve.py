@@ -42,6 +42,9 @@ def resolve_model(model: ModelLike, device: str | torch.device = "cpu") -> tuple
     if isinstance(model, (str, os.PathLike)):
         device = resolve_device(device)
         path = shipped_or_path(model)
+        if not path.is_file():
+            raise FileNotFoundError(f"model {str(model)!r} is neither a checkpoint file nor a shipped model's name; "
+                                    f"{pretrained.did_you_mean(str(model))}")
         return load_checkpoint(path, device=device).model.eval(), path
     raise TypeError(f"model must be a loaded MHVAE (MultimodalVAE), a checkpoint path or a shipped model's name, "
                     f"got {type(model).__name__}; load one with mhvae_perception.load_checkpoint(path).model or "
