@@ -18,6 +18,8 @@ import importlib
 import importlib.util
 import json
 import math
+import shlex
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -454,8 +456,25 @@ def main(_run, _config, model_overrides):
     # model_overrides is a parameter so that sacred accepts entries added inside it (model_overrides.core.kl_weight);
     # sacred refuses other added entries (typos) as usual.
     cfg = dict(_config)
-    summary = train(cfg, _run, log=tqdm.write if cfg["progress"] else print)  # tqdm.write keeps the bar intact
+    try:
+        summary = train(cfg, _run, log=tqdm.write if cfg["progress"] else print)  # tqdm.write keeps the bar intact
+    except KeyboardInterrupt as err:
+        err.resume_hint = interrupted_message(cfg)  # printed by the command line instead of a traceback
+        raise
     return summary.get("metrics", {}).get("values", summary.get("best_valid_elbo"))
+
+
+def interrupted_message(cfg: dict) -> str:
+    """What Ctrl-C leaves behind and the command that continues, in one line."""
+    last = RunPaths(Path(cfg["run_dir"])).last
+    saved = "no checkpoint was saved yet"
+    if last.is_file():
+        try:
+            saved = f"{last} holds epoch {checkpoints.load_checkpoint(last).training_state['epoch']}"
+        except (checkpoints.CheckpointError, KeyError, TypeError):
+            saved = f"{last} is the last checkpoint"
+    command = "python pretrain/run.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return f"interrupted: {saved}; the same command continues from it: {command}"
 
 
 def locate_checkpoint(name: str) -> tuple[Path, Optional[dict]]:
@@ -519,4 +538,8 @@ def evaluate(_run, _config):
 
 
 if __name__ == "__main__":
-    ex.run_commandline()
+    try:
+        ex.run_commandline()
+    except KeyboardInterrupt as interrupt:  # Ctrl-C: one line saying what was saved and how to continue
+        print(getattr(interrupt, "resume_hint", "interrupted"), file=sys.stderr, flush=True)
+        raise SystemExit(130) from None

@@ -474,6 +474,30 @@ def test_command_line_run_observer_and_clean_cout(tmp_path):
     assert module.returncode == 0 and "max_train_batches = 150" in module.stdout, module.stderr[-3000:]
 
 
+def test_ctrl_c_prints_one_line_with_what_was_saved_and_the_command_that_continues(tmp_path):
+    import signal
+    import time
+
+    env_file = tmp_path / "tiny.npz"
+    write_tiny_env_file(env_file)
+    rd = tmp_path / "cli"
+    args = ["with", "dataset=pendulum_sound", f"data_path={env_file}", "epochs=100000", "batch_size=16",
+            "figures=False", "tensorboard=False", "num_threads=1", "device=cpu", "progress=False", f"run_dir={rd}", "-u"]
+    proc = subprocess.Popen([sys.executable, "pretrain/run.py", *args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    deadline = time.time() + 240
+    while not (rd / "checkpoints" / "last.pt").is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    line = next(x for x in err.splitlines() if x.startswith("interrupted:"))
+    assert f"{rd / 'checkpoints' / 'last.pt'} holds epoch" in line
+    assert line.endswith("python pretrain/run.py " + " ".join(args))
+
+
 # ------------------------------------------------------------------------------------------------ real data
 def _mnist_available() -> bool:
     return any((d / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").exists()

@@ -133,3 +133,23 @@ def test_a_full_disk_during_a_save_is_a_checkpoint_error_on_a_real_small_filesys
     if done.returncode == 77 or "unshare:" in done.stderr[:200]:
         pytest.skip(f"cannot mount a small filesystem here: {done.stderr.strip()[:200]}")
     assert done.returncode == 0 and done.stdout.strip().endswith("OK"), done.stderr[-2000:]
+
+
+def test_ctrl_c_during_a_save_is_a_keyboard_interrupt_and_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    """torch's zip writer turns a Ctrl-C in the middle of a write into RuntimeError('unexpected pos'): the save
+    gives back the KeyboardInterrupt, removes its temporary file and leaves the previous checkpoint whole."""
+    model = build_model(small_config("mhvae"))
+    path = save_checkpoint(tmp_path / "ck.pt", model, training_state={"epoch": 1})
+    before = path.read_bytes()
+
+    def interrupted_save(obj, handle):
+        handle.write(b"partial")
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 16839552 vs 16839444")
+
+    monkeypatch.setattr(torch, "save", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, model, training_state={"epoch": 2})
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["ck.pt"]

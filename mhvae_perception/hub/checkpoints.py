@@ -84,6 +84,9 @@ def save_checkpoint(path: str | os.PathLike, model: MultimodalVAE, training_stat
                 handle.flush()
                 os.fsync(handle.fileno())
         except (OSError, RuntimeError) as err:  # torch's writer may wrap the OSError in a RuntimeError
+            if isinstance(err.__context__, KeyboardInterrupt):  # Ctrl-C mid-write: torch's zip writer then fails
+                _unlink_quietly(tmp)                             # with "unexpected pos"; the Ctrl-C is what happened
+                raise err.__context__ from None
             if _disk_full(err) or _no_room_left(err, path.parent, state_dict):
                 _unlink_quietly(tmp)
                 previous = (f"the previous checkpoint {path} is intact" if path.exists()
