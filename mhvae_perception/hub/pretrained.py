@@ -78,6 +78,9 @@ def _contained(name: str, file_name: object) -> Path:
 
 def load(name: str, device: str | torch.device = "cpu") -> MultimodalVAE:
     """Shipped model ``name`` in eval mode, after its SHA-256 check."""
+    if _entry(name).get("kind") == "classifier":
+        raise CheckpointError(f"{name!r} is a coherence classifier, not a multimodal model: load it with "
+                              f"mhvae_perception.hub.classifiers.load_classifier({name!r})")
     return load_checkpoint(path(name), device=device).model
 
 
