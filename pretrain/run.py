@@ -190,6 +190,11 @@ def epoch_limit(cfg: dict) -> Optional[int]:
     return None if cfg["max_train_batches"] is None else int(cfg["max_train_batches"]) * int(cfg["batch_size"])
 
 
+#: steps between the checks of the loss for NaN/inf (each a host synchronisation on a GPU); the epoch's sums are
+#: checked at its end as well, so a non-finite loss between two checks still stops the run before it is saved
+SYNC_EVERY = {"cpu": 1, "other": 50}
+
+
 def train_one_epoch(model, optimizer, splits, cfg: dict, epoch: int, device, last_good, bar=None) -> dict:
     """One epoch in a seeded order; returns ``{"train/<k>": ...}``: epoch means of the loss and its terms,
     and the warm-up weights (``schedule/...``) reached at the end of the epoch. ``bar``: the run's progress bar
@@ -198,28 +203,31 @@ def train_one_epoch(model, optimizer, splits, cfg: dict, epoch: int, device, las
     bs, limit = int(cfg["batch_size"]), epoch_limit(cfg)
     n_batches = splits.train.num_batches(bs, limit=limit)
     gen = torch.Generator().manual_seed(epoch_seed(cfg["seed"], epoch))
-    sums, last, count = defaultdict(float), {}, 0
+    sums: dict[str, torch.Tensor] = {}  # on the model's device: no host synchronisation per step on a GPU
+    last, count = {}, 0
+    sync_every = SYNC_EVERY["cpu" if device.type == "cpu" else "other"]
     if bar is not None:
         bar.set_description(f"epoch {epoch + 1}/{cfg['epochs']}", refresh=False)
     for step, batch in enumerate(splits.train.iter_batches(bs, shuffle=True, generator=gen, limit=limit)):
         out = model.loss(to_device(batch, device), epoch=epoch + step / n_batches)
-        scalars = out.scalars()
-        check_finite(scalars, epoch, step, last_good)
+        terms = {"loss": out.loss.detach(), **out.terms}
+        if step % sync_every == 0 or step == n_batches - 1:  # every step on the CPU, where it costs nothing
+            check_finite({k: float(v) for k, v in terms.items()}, epoch, step, last_good)
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         optimizer.step()
         n = int(next(iter(batch.values())).shape[0])
         count += n
-        for k, v in scalars.items():
-            if k.startswith("schedule/"):
-                last[k] = v
-            else:
-                sums[k] += v * n
+        for k, v in terms.items():
+            sums[k] = sums[k] + v.double() * n if k in sums else v.double() * n
+        last = {f"schedule/{k}": float(v) for k, v in out.schedule.items()}
         if bar is not None:
-            if step % 10 == 0 or step == n_batches - 1:
-                bar.set_postfix({k: f"{sums[k] / count:.4g}" for k in list(sums)[:4]}, refresh=False)
+            if step % (10 * sync_every) == 0 or step == n_batches - 1:
+                bar.set_postfix({k: f"{float(v) / count:.4g}" for k, v in sums.items()}, refresh=False)  # every term
             bar.update(1)
-    record = {f"train/{k}": v / max(count, 1) for k, v in sums.items()}
+    record = {f"train/{k}": float(v) / max(count, 1) for k, v in sums.items()}
+    if any(not math.isfinite(v) for v in record.values()):  # between two checks (a GPU run): caught here
+        check_finite({k[len("train/"):]: v for k, v in record.items()}, epoch, n_batches - 1, last_good)
     record.update({f"train/{k}": v for k, v in last.items()})
     return record
 

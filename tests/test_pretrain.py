@@ -287,6 +287,37 @@ def test_nonfinite_loss_stops_with_term_name(tmp_path, fake_mnist, monkeypatch):
     assert last_state(tmp_path / "n")["epoch"] == 1
 
 
+def test_checking_the_loss_every_few_steps_gives_the_same_run_and_still_stops_on_nan(tmp_path, fake_mnist,
+                                                                                      monkeypatch):
+    """The GPU path (a NaN check every SYNC_EVERY steps, sums kept on the device) on the CPU: the same history and
+    weights as checking every step, and a NaN between two checks still stops the run at the epoch's end."""
+    base = dict(FAST, epochs=2, batch_size=32, max_train_batches=5)
+    run(dict(base, run_dir=str(tmp_path / "every")))
+    monkeypatch.setitem(run_mod.SYNC_EVERY, "cpu", 3)
+    run(dict(base, run_dir=str(tmp_path / "sparse")))
+    a, b = last_state(tmp_path / "every"), last_state(tmp_path / "sparse")
+    assert a["history"][-1]["train/loss"] == b["history"][-1]["train/loss"]
+    real_build = run_mod.model_from_settings
+
+    def build_poisoned(cfg, splits):
+        model = real_build(cfg, splits)
+        real_loss = model.loss
+
+        def loss(batch, epoch=0.0):
+            out = real_loss(batch, epoch=epoch)
+            if 1.0 + 1 / 5 <= epoch < 1.0 + 2 / 5:  # step 1 of epoch 2 only: between the checks at steps 0 and 3
+                out.terms["kl/core"] = torch.tensor(float("nan"))
+            return out
+
+        model.loss = loss
+        return model
+
+    monkeypatch.setattr(run_mod, "model_from_settings", build_poisoned)
+    with pytest.raises(run_mod.NonFiniteLossError, match=r"kl/core = nan"):
+        run(dict(base, run_dir=str(tmp_path / "nan")))
+    assert last_state(tmp_path / "nan")["epoch"] == 1
+
+
 # ------------------------------------------------------------------------------------------------ evaluation
 def test_evaluation_records_standard_errors_of_the_per_point_estimates(tmp_path, fake_mnist):
     rd = tmp_path / "e"
