@@ -30,6 +30,9 @@ def save_classifier(path: str | os.PathLike, classifier: ImageClassifier, info: 
             torch.save(payload, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; a shipped file must be readable by all
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
