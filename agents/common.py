@@ -27,7 +27,8 @@ import envs  # noqa: F401  (registers the environments)
 from agents.config import ENVS, HYPERPARAMS, parse_modalities
 from agents.files import (AgentDiskFullError, AgentFileError, AgentFolderLock, contained_path,  # noqa: F401
                           remove_leftover_temp_files, staged_writes)  # (AgentDiskFullError: re-exported)
-from agents.settings import AGENT_KEYS, OTHER_FOLDER, SettingsError, changed_settings, describe_changes
+from agents.settings import (AGENT_KEYS, OTHER_FOLDER, SettingsError, changed_settings, check_train_settings,
+                             describe_changes)
 from mhvae_perception.models.devices import resolve_device
 from mhvae_perception.hashing import file_sha256
 from mhvae_perception.hub import resolve_model, shipped_or_path
@@ -512,8 +513,8 @@ def train_agent(env: str, modalities, mhvae, seed: int, timesteps: int, out_dir,
     :class:`~mhvae_perception.wrappers.VecSensorFailure`; with ``train_sample`` it trains on samples of
     q(z_c | sensors) rather than their means, so the policy is smooth over each posterior's spread, which covers
     the small offsets between the sensors' posteriors; the eval env has neither) and save it into
-    ``out_dir`` (:func:`save_agent`; the best evaluation in ``out_dir/best``). Settings are checked before any
-    work. ``log_scalar(name, value, step)`` receives evaluation means and training episode returns (sacred's
+    ``out_dir`` (:func:`save_agent`; the best evaluation in ``out_dir/best``). Every setting is checked
+    (:func:`agents.settings.check_train_settings`) before any model is loaded or folder written. ``log_scalar(name, value, step)`` receives evaluation means and training episode returns (sacred's
     ``_run.log_scalar``). SB3's progress bar with ``progress``; TensorBoard in ``out_dir/tb``.
 
     The folder: one training at a time (:class:`~agents.files.AgentFolderLock` on ``out_dir/.lock``; a second
@@ -528,21 +529,18 @@ def train_agent(env: str, modalities, mhvae, seed: int, timesteps: int, out_dir,
     the EvalCallback's log restarts. The resume state is removed once the agent is saved, unless
     ``keep_resume`` (then it is saved at the last step too, and a later call with a larger ``timesteps``
     continues training)."""
+    _check_json("hp", hp or {})
+    check_train_settings({"env": env, "train_modalities": modalities, "mhvae": mhvae, "state": state, "seed": seed,
+                          "timesteps": timesteps, "latent_stack": latent_stack, "train_failure_p": train_failure_p,
+                          "train_sample": train_sample, "hp": hp or {}, "eval_freq": eval_freq,
+                          "n_eval_episodes": n_eval_episodes, "save_freq": save_freq, "keep_resume": keep_resume,
+                          "resume": resume, "tensorboard": tensorboard, "progress": progress, "device": device,
+                          "run_dir": out_dir})
     settings = env_settings(env)
     algo = settings["algo"]
     mods = None if state else parse_modalities(modalities)
     params = _check_json("hp", {**HYPERPARAMS[algo], **(hp or {})})
     n_stack = 1 if state else int(settings.get("latent_stack", 1) if latent_stack is None else latent_stack)
-    if train_failure_p is not None and (state or len(mods) < 2):
-        raise ValueError("train_failure_p needs at least two training modalities (a sensor must remain)")
-    if train_sample and state:
-        raise ValueError("train_sample samples the MHVAE's posterior: it needs MHVAE latents, not state=True")
-    if int(timesteps) < 1:
-        raise ValueError(f"timesteps must be a positive number of environment steps, got {timesteps}")
-    if save_freq is not None and int(save_freq) < 1:
-        raise ValueError(f"save_freq must be a positive number of steps or None, got {save_freq}")
-    if not state and mhvae is None:
-        raise ValueError("an MHVAE checkpoint is needed: pass mhvae=PATH (or state=True for the state reference)")
     dev = resolve_device(device)
     out_dir = Path(out_dir)
     meta = {"env": env, "env_id": settings["state_env_id"] if state else settings["env_id"], "algo": algo,

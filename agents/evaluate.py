@@ -26,6 +26,7 @@ from sacred import Experiment
 from agents.common import (check_video_support, env_settings, load_agent, make_vec_env, random_returns,
                            read_agent_meta, set_threads)
 from agents.config import condition_name, parse_modalities
+from agents.settings import SettingsError, check_evaluate_settings, check_text
 
 ex = prepare_experiment(Experiment("mhvae_evaluate", save_git_info=False))
 
@@ -66,14 +67,16 @@ def table(rows: dict[str, dict]) -> str:
 
 
 def check_settings(cfg: dict) -> dict:
-    """The agent's description, after checking every setting (before any loading or stepping)."""
-    if not cfg.get("agent"):
-        raise ValueError("pass the agent folder: python agents/evaluate.py with agent=PATH")
-    if int(cfg["episodes"]) < 1 or int(cfg["n_envs"]) < 1:
-        raise ValueError(f"episodes and n_envs must be positive, got {cfg['episodes']} and {cfg['n_envs']}")
-    meta = read_agent_meta(cfg["agent"])
-    if meta["state"] and (cfg.get("modalities") or cfg.get("failure_p") is not None):
-        raise ValueError("this agent acts on the true state: modalities and failure_p do not apply")
+    """The agent's description, after checking every setting (before any loading, stepping or writing)."""
+    agent = cfg.get("agent")
+    if agent is None or (isinstance(agent, str) and not agent.strip()):
+        raise SettingsError("setting agent=None: pass the agent folder, python agents/evaluate.py with agent=PATH")
+    check_text("agent", agent)
+    try:
+        meta = read_agent_meta(agent)
+    except FileNotFoundError as err:
+        raise SettingsError(f"setting agent={str(agent)!r}: {err}") from None
+    check_evaluate_settings(cfg, meta)
     if cfg.get("video"):
         check_video_support()
     return meta
@@ -93,7 +96,6 @@ def evaluate(cfg: dict, log=print, log_scalar=None) -> dict:
     cond = "state" if state else condition_name(mods)
     fail = cfg.get("failure_p")
     out = Path(cfg.get("out_dir") or Path(cfg["agent"]) / (f"eval-{cond}" + (f"-fail{fail}" if fail is not None else "")))
-    out.mkdir(parents=True, exist_ok=True)
     n, n_envs = int(cfg["episodes"]), min(int(cfg["n_envs"]), int(cfg["episodes"]))
     if cfg.get("video"):
         n_envs = 1  # RecordVideo records environment 0: one environment, so every episode is filmed
@@ -119,6 +121,7 @@ def evaluate(cfg: dict, log=print, log_scalar=None) -> dict:
               "episode_steps": steps, "wall_s": round(wall, 2), "summary": rows,
               "returns": [float(r) for r in returns], "lengths": [int(k) for k in lengths],
               "random_returns": None if rand is None else [float(r) for r in rand]}
+    out.mkdir(parents=True, exist_ok=True)  # only now: a run that fails earlier leaves no empty folder
     (out / "returns.json").write_text(json.dumps(result, indent=2))
     with open(out / "returns.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -132,6 +135,15 @@ def evaluate(cfg: dict, log=print, log_scalar=None) -> dict:
         for key in ("mean", "std", "sem"):
             log_scalar(f"return_{key}", rows[next(iter(rows))][key], 0)
     return result
+
+
+@ex.config_hook
+def check_before_the_run(config, command_name, logger) -> dict:
+    """Every setting is checked before sacred starts the run: a refused one leaves no observer folder
+    (runs/sacred/<id>) and no eval-* folder behind. print_config and other commands only show the settings."""
+    if command_name == "main":
+        check_settings(dict(config))
+    return {}
 
 
 @ex.main

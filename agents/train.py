@@ -26,6 +26,7 @@ from sacred import Experiment
 
 from agents.common import set_threads, train_agent
 from agents.config import ENVS, HYPERPARAMS, condition_name
+from agents.settings import check_train_settings
 
 ex = prepare_experiment(Experiment("mhvae_agent", save_git_info=False))
 
@@ -37,11 +38,11 @@ def config():
     mhvae = None  # MHVAE checkpoint path (required unless state=True)
     state = False  # train on the true low-dimensional state instead (reference)
     seed = 0
-    timesteps = ENVS[env]["timesteps"]
+    timesteps = ENVS[env]["timesteps"] if env in ENVS else None  # (an unknown env is reported by the check)
     latent_stack = None  # consecutive latents the agent sees (None: agents/config.py)
     train_failure_p = None  # per-step sensor failure probability during training (>= 2 training modalities)
     train_sample = False  # train on samples of q(z_c | sensors) instead of their means (evaluation uses means)
-    hp = HYPERPARAMS[ENVS[env]["algo"]]  # algorithm hyper-parameters (defaults: agents/config.py)
+    hp = HYPERPARAMS[ENVS[env]["algo"]] if env in ENVS else {}  # algorithm hyper-parameters (agents/config.py)
     eval_freq = 2000  # EvalCallback period (steps)
     n_eval_episodes = 5
     save_freq = 5000  # save the training state every N steps; a re-run with the same settings resumes
@@ -51,6 +52,15 @@ def config():
     progress = True  # SB3's progress bar
     tensorboard = True
     run_dir = f"runs/agents/{env}-{'state' if state else condition_name(train_modalities)}-seed{seed}"
+
+
+@ex.config_hook
+def check_before_the_run(config, command_name, logger) -> dict:
+    """Every setting is checked here, before sacred starts the run: a refused one leaves no observer folder
+    (runs/sacred/<id>) and no run_dir behind. print_config and other commands only show the settings."""
+    if command_name == "main":
+        check_train_settings(config)
+    return {}
 
 
 @ex.main

@@ -33,6 +33,7 @@ from sacred import Experiment
 from agents.common import (env_settings, evaluate_returns, load_agent, make_vec_env, mhvae_reference,
                            random_returns, set_threads, train_agent)
 from agents.config import CONDITIONS, ENVS, HYPERPARAMS
+from agents.settings import check_transfer_settings
 
 ex = prepare_experiment(Experiment("mhvae_transfer", save_git_info=False))
 
@@ -42,10 +43,10 @@ def config():
     env = "pendulum_sound"
     mhvae = None  # MHVAE checkpoint (required)
     seeds = [0, 1, 2]
-    timesteps = ENVS[env]["timesteps"]  # training steps per agent
+    timesteps = ENVS[env]["timesteps"] if env in ENVS else None  # training steps per agent
     train_conditions = ["image", "sound", "both"]
     test_conditions = ["image", "sound", "both"]
-    state_reference = ENVS[env]["state_env_id"] is not None
+    state_reference = env in ENVS and ENVS[env]["state_env_id"] is not None
     test_episodes = 30  # per (agent, test condition); the issue asks 100
     n_eval_envs = 10  # evaluation episodes run in parallel (one batched encoder pass per step)
     failure_probs = [0.0, 0.25, 0.5, 0.75, 0.9]  # per-step, per-sensor failure probability (robustness curve)
@@ -54,7 +55,7 @@ def config():
     latent_stack = None  # consecutive latents per agent observation (None: agents/config.py)
     train_failure_p = None  # train with per-step sensor failures of this probability (multi-sensor conditions)
     train_sample = False  # train on samples of q(z_c | sensors) instead of their means (tests use the means)
-    hp = HYPERPARAMS[ENVS[env]["algo"]]  # algorithm hyper-parameters (defaults: agents/config.py)
+    hp = HYPERPARAMS[ENVS[env]["algo"]] if env in ENVS else {}  # algorithm hyper-parameters (agents/config.py)
     eval_freq = 2500  # EvalCallback period during training (steps)
     n_eval_episodes = 3  # EvalCallback episodes
     save_freq = 5000  # save the training state every N steps; a re-run with the same settings resumes
@@ -325,14 +326,10 @@ def write_outputs(cfg, results: dict, norm: dict, robust: dict, agreement: dict,
 
 def run(cfg: dict, log=print, log_scalar: Callable[[str, float, int], None] | None = None) -> dict:
     """The whole experiment; ``log_scalar(name, value, step)`` (sacred's ``_run.log_scalar``) gets every
-    training curve, cell mean and normalised transfer."""
-    if not cfg.get("mhvae"):
-        raise ValueError("pass the MHVAE checkpoint: python agents/transfer.py with mhvae=PATH")
+    training curve, cell mean and normalised transfer. Every setting is checked first."""
+    check_transfer_settings(cfg)
     set_threads(cfg["num_threads"])
     ck_path = shipped_or_path(cfg["mhvae"])
-    if not ck_path.is_file():
-        raise FileNotFoundError(f"MHVAE checkpoint {ck_path} not found; pass mhvae=PATH of a pretrained checkpoint "
-                                f"or a shipped model's name (python -m mhvae_perception.hub.pretrained list)")
     # the diagnostics' dataset is loaded first: a missing file is reported before hours of training
     splits = diagnostics_data(cfg["env"]) if cfg.get("latent_diagnostics", True) else None
     out = Path(cfg["out_dir"])
@@ -373,6 +370,15 @@ def run(cfg: dict, log=print, log_scalar: Callable[[str, float, int], None] | No
     write_outputs(cfg, results, norm, robust, agreement, meta)
     log(f"wrote {out / 'table.md'}, results.json, transfer.png{', robustness.png' if robust else ''}; times {times}")
     return {"normalised_transfer": norm, "wall_times_s": times}
+
+
+@ex.config_hook
+def check_before_the_run(config, command_name, logger) -> dict:
+    """Every setting is checked before sacred starts the run: a refused one leaves no observer folder
+    (runs/sacred/<id>) and no out_dir behind. print_config and other commands only show the settings."""
+    if command_name == "main":
+        check_transfer_settings(config)
+    return {}
 
 
 @ex.main

@@ -289,3 +289,139 @@ def test_resume_refuses_an_mhvae_replaced_under_the_same_path(checkpoint, tmp_pa
     shutil.copy(checkpoint, ck)  # the file is replaced once more
     with pytest.raises(SettingsError, match=r"mhvae \(checkpoint SHA-256\)"):
         train_agent(**tiny(ck, finished))
+
+
+# ------------------------------------------------------------- 4. every setting is checked before any work
+BAD_TRAINING = [
+    ({"latent_stack": -2}, r"latent_stack=-2 .*None or an integer >= 1"),
+    ({"hp": {**TINY_HP, "batch_size": 0}}, r"hp\.batch_size=0 .*an integer >= 1"),
+    ({"hp": {**TINY_HP, "gamma": 5}}, r"hp\.gamma=5 .*in \[0, 1\]"),
+    ({"hp": {**TINY_HP, "learning_rate": 0}}, r"hp\.learning_rate=0 .*\(0, inf\)"),
+    ({"hp": {**TINY_HP, "learnin_rate": 1e-3}}, r"hp\.learnin_rate=0\.001 .*hyper-parameters the agents support"),
+    ({"hp": {**TINY_HP, "policy_kwargs": {"net_arch": [0]}}}, r"hp\.policy_kwargs\.net_arch=\[0\]"),
+    ({"eval_freq": -1}, r"eval_freq=-1 .*an integer >= 1"),
+    ({"timesteps": 1.5}, r"timesteps=1\.5 .*an integer >= 1"),
+    ({"timesteps": 1e5}, r"timesteps=100000\.0 .*write 100000, not 1e5"),
+    ({"n_eval_episodes": 0}, r"n_eval_episodes=0 "),
+    ({"seed": -1}, r"seed=-1 .*an integer in \[0, 2147483647\]"),
+    ({"seed": 0.5}, r"seed=0\.5 "),
+    ({"seed": "0"}, r"seed='0' "),
+    ({"seed": 2 ** 40}, r"seed=1099511627776 "),
+    ({"save_freq": 0}, r"save_freq=0 .*None or an integer >= 1"),
+    ({"modalities": "both", "train_failure_p": 1.5}, r"train_failure_p=1\.5 .*probability in \[0, 1\]"),
+    ({"train_failure_p": 0.5}, r"train_failure_p=0\.5 needs at least two training modalities"),
+    ({"modalities": "smell"}, r"train_modalities='smell' "),
+    ({"modalities": "image,image"}, r"train_modalities='image,image' .*each once"),
+    ({"device": "tpu"}, r"device='tpu': unknown device"),
+    ({"mhvae": "no/such/model.pt"}, r"mhvae='no/such/model.pt': no such checkpoint file or shipped model"),
+    ({"env": "nope"}, r"env='nope' .*one of \('pendulum_sound'"),
+    ({"keep_resume": "yes"}, r"keep_resume='yes' .*True or False"),
+    ({"state": True, "modalities": None}, r"mhvae='.*' does not apply to state=True"),
+]
+
+
+@pytest.mark.parametrize("change, message", BAD_TRAINING, ids=[str(c) for c, _ in BAD_TRAINING])
+def test_bad_training_settings_are_refused_before_any_work(checkpoint, tmp_path, change, message):
+    out = tmp_path / "a"
+    with pytest.raises(SettingsError, match=rf"setting {message}"):
+        train_agent(**tiny(checkpoint, out, **{"timesteps": 10, **change}))
+    assert not out.exists()  # no folder, no lock file
+
+
+BAD_EVALUATION = [
+    ({"episodes": 0}, r"episodes=0 .*an integer >= 1"),
+    ({"episodes": 2.5}, r"episodes=2\.5 "),
+    ({"n_envs": 0}, r"n_envs=0 "),
+    ({"seed": -3}, r"seed=-3 "),
+    ({"modalities": "both", "failure_p": 2.0}, r"failure_p=2\.0 .*probability in \[0, 1\]"),
+    ({"modalities": "both", "failure_p": {"smell": 0.5}}, r"failure_p=\{'smell': 0\.5\} .*sensors \('image', 'sound'\)"),
+    ({"modalities": "smell"}, r"modalities='smell' "),
+    ({"on_out_of_range": "explode"}, r"on_out_of_range='explode' .*one of \('error', 'warn', 'ignore'\)"),
+    ({"video": "yes"}, r"video='yes' .*True or False"),
+    ({"device": "tpu"}, r"device='tpu'"),
+    ({"mhvae": "no/such/model.pt"}, r"mhvae='no/such/model.pt': no such checkpoint"),
+    ({"num_threads": 0}, r"num_threads=0 "),
+]
+
+
+@pytest.mark.parametrize("change, message", BAD_EVALUATION, ids=[str(c) for c, _ in BAD_EVALUATION])
+def test_bad_evaluation_settings_are_refused_before_any_work(agent, tmp_path, change, message):
+    from agents.evaluate import evaluate
+
+    d = copy_agent(agent, tmp_path / "agent")
+    cfg = {"agent": str(d), "episodes": 2, "n_envs": 2, "seed": 0, "random_reference": False, "device": "cpu",
+           **change}
+    with pytest.raises(SettingsError, match=rf"setting {message}"):
+        evaluate(cfg, log=lambda s: None)
+    assert not list(d.glob("eval-*"))  # no empty evaluation folder
+
+
+def _quick_transfer(checkpoint, out: Path, **change) -> dict:
+    return {"mhvae": str(checkpoint), "seeds": [0], "timesteps": 10, "train_conditions": ["image"],
+            "test_conditions": ["image"], "state_reference": False, "test_episodes": 1, "failure_probs": [],
+            "latent_diagnostics": False, "device": "cpu", "out_dir": str(out),
+            "hp": {"learning_starts": 5, "batch_size": 4}, **change}
+
+
+BAD_TRANSFER = [
+    ({"seeds": []}, r"seeds=\[\] .*at least one entry"),
+    ({"seeds": [-1]}, r"seeds\[0\]=-1 "),
+    ({"seeds": [0, 0]}, r"seeds=\[0, 0\] .*without repeated entries"),
+    ({"test_episodes": 0}, r"test_episodes=0 "),
+    ({"train_conditions": ["smell"]}, r"train_conditions\[0\]='smell' .*one of \('image', 'sound', 'both'\)"),
+    ({"failure_probs": [1.5]}, r"failure_probs\[0\]=1\.5 "),
+    ({"train_failure_p": 0.5}, r"train_failure_p=0\.5 needs two sensors in every training condition"),
+    ({"timesteps": 0}, r"timesteps=0 "),
+    ({"hp": {"gamma": 2}}, r"hp\.gamma=2 "),
+    ({"n_eval_envs": 0}, r"n_eval_envs=0 "),
+    ({"mhvae": "no/such/model.pt"}, r"mhvae='no/such/model.pt': no such checkpoint"),
+    ({"env": "nope"}, r"env='nope' "),
+]
+
+
+@pytest.mark.parametrize("change, message", BAD_TRANSFER, ids=[str(c) for c, _ in BAD_TRANSFER])
+def test_bad_transfer_settings_are_refused_before_any_work(checkpoint, tmp_path, change, message):
+    from agents import transfer
+
+    out = tmp_path / "transfer"
+    with pytest.raises(SettingsError, match=rf"setting {message}"):
+        transfer.ex.run(config_updates=_quick_transfer(checkpoint, out, **change))
+    assert not out.exists()
+
+
+def test_refused_settings_leave_no_sacred_run_folder(checkpoint, agent, tmp_path):
+    """sacred's observer writes runs/sacred/<id> when a run starts; the checks run before (a config hook)."""
+    from sacred.observers import FileStorageObserver
+
+    from agents import evaluate, train, transfer
+
+    obs, d = tmp_path / "sacred", copy_agent(agent, tmp_path / "agent")
+    quick = {"mhvae": str(checkpoint), "timesteps": 10, "eval_freq": 1000, "progress": False, "tensorboard": False,
+             "device": "cpu", "run_dir": str(tmp_path / "run")}
+    cases = [(train.ex, {**quick, "latent_stack": -2}), (train.ex, {**quick, "hp": {"batch_size": 0}}),
+             (evaluate.ex, {"agent": str(d), "episodes": 0, "device": "cpu"}),
+             (evaluate.ex, {"agent": str(d), "modalities": "both", "failure_p": 2.0, "episodes": 1, "device": "cpu"}),
+             (transfer.ex, _quick_transfer(checkpoint, tmp_path / "transfer", seeds=[]))]
+    for ex, updates in cases:
+        ex.observers.append(FileStorageObserver(str(obs)))
+        try:
+            with pytest.raises(SettingsError):
+                ex.run(config_updates=updates)
+        finally:
+            ex.observers.pop()
+    assert not [p for p in obs.glob("*") if p.name.isdigit()]
+    assert not (tmp_path / "run").exists() and not (tmp_path / "transfer").exists() and not list(d.glob("eval-*"))
+
+
+def test_command_line_refusal_names_the_setting_and_writes_nothing(checkpoint, tmp_path):
+    import os
+
+    obs, run_dir = tmp_path / "sacred", tmp_path / "run"
+    repo = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "agents/train.py", "with", f"mhvae={checkpoint}", "latent_stack=-2", "timesteps=10",
+           "progress=False", "tensorboard=False", "device=cpu", f"run_dir={run_dir}", "-F", str(obs)]
+    done = subprocess.run(cmd, cwd=repo, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode != 0
+    assert "setting latent_stack=-2 is not allowed: latent_stack must be None or an integer >= 1" in done.stderr
+    assert not [p for p in obs.glob("*") if p.name.isdigit()] and not run_dir.exists()
