@@ -9,6 +9,7 @@ x2), ``cross_modal`` (the labelled image/vector cross-modal figures of the envir
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
@@ -53,6 +54,29 @@ def _grid_images(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def save_titled_grid(grid: torch.Tensor, path, title: str, row_labels: Sequence[str] = ()) -> None:
+    """An image grid (3, H, W) with a title and, when given, a label at the left of each row of the grid."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    image = grid.permute(1, 2, 0).clamp(0, 1).numpy()
+    height, width = image.shape[:2]
+    fig, ax = plt.subplots(figsize=(max(6.0, width / 70), max(3.0, height / 70) + 0.8))
+    ax.imshow(image, interpolation="nearest")
+    ax.set_xticks([])
+    if row_labels:
+        step = height / len(row_labels)
+        ax.set_yticks([step * (i + 0.5) for i in range(len(row_labels))])
+        ax.set_yticklabels(row_labels, fontsize=7)
+    else:
+        ax.set_yticks([])
+    ax.set_title(textwrap.fill(title, 70), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def _interleave(a: torch.Tensor, b: torch.Tensor, per_row: int) -> torch.Tensor:
     """Rows of ``a`` and ``b`` alternating, ``per_row`` items per row."""
     rows = []
@@ -70,7 +94,7 @@ def save_figures(model, splits, out_dir, seed: int = 0, per_row: int = 8) -> dic
     and ``reconstructions_from_<x2>.png`` (x1 from x2 only). Returns the grids ``{name: (3, H, W) tensor}``
     (e.g. for TensorBoard's ``add_image``).
     """
-    from torchvision.utils import make_grid, save_image
+    from torchvision.utils import make_grid
 
     hints = figure_hints(splits)
     out_dir = Path(out_dir)
@@ -95,10 +119,26 @@ def save_figures(model, splits, out_dir, seed: int = 0, per_row: int = 8) -> dic
         f"reconstructions_from_{x2}": _interleave(orig, model.reconstruct({x2: test[x2].to(device)})[x1].cpu(),
                                                   per_row),
     }
+    if hints["condition_on"] == "one_hot_classes":
+        given_rows = [f"{x2} {c}" for c in range(n_classes)]
+    else:
+        given_rows = [f"{x2} of test #{i}" for i in range(len(cond) // per_row)]
+    n_pairs = -(-len(orig) // per_row)
+    captions = {
+        f"samples_given_{x2}": (f"{x1} generated from {x2}: z_c ~ q(z_c | {x2}), one row per {x2}", given_rows),
+        "samples_prior": (f"{x1} generated from the prior z_c ~ N(0, I)", []),
+        "reconstructions": (f"test {x1} (odd rows) and reconstructions from {x1} and {x2} (even rows)",
+                            [f"test {x1}", f"from {x1}+{x2}"] * n_pairs),
+        f"reconstructions_from_{x2}": (f"test {x1} (odd rows) and {x1} generated from {x2} only (even rows)",
+                                       [f"test {x1}", f"from {x2} only"] * n_pairs),
+    }
     grids = {}
     for name, images in pictures.items():
         grids[name] = make_grid(_grid_images(images), nrow=per_row * frames, padding=1)
-        save_image(grids[name], out_dir / f"{name}.png")
+        title, rows = captions[name]
+        if frames > 1:
+            title += f" ({frames} frames of each {x1} side by side)"
+        save_titled_grid(grids[name], out_dir / f"{name}.png", f"{splits.name}: {title}", rows)
     if hints["cross_modal"]:
         save_cross_modal_figures(model, splits, out_dir, seed=seed, feature_names=hints.get("feature_names"))
     return grids
