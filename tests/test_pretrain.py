@@ -264,7 +264,9 @@ def test_second_process_in_a_run_folder_is_refused(tmp_path, fake_mnist):
 
 
 # ------------------------------------------------------------------------------------------------ NaN stop
-def test_nonfinite_loss_stops_with_term_name(tmp_path, fake_mnist, monkeypatch):
+def poisoned_builder(when, nan_loss: bool = True):
+    """model_from_settings whose model's loss term kl/core (and, with ``nan_loss``, the loss) is NaN when
+    ``when(epoch)`` holds (epoch: the fractional epoch the loss is called with)."""
     real_build = run_mod.model_from_settings
 
     def build_poisoned(cfg, splits):
@@ -273,15 +275,20 @@ def test_nonfinite_loss_stops_with_term_name(tmp_path, fake_mnist, monkeypatch):
 
         def loss(batch, epoch=0.0):
             out = real_loss(batch, epoch=epoch)
-            if epoch >= 1.5:
+            if when(epoch):
                 out.terms["kl/core"] = torch.tensor(float("nan"))
-                out.loss = out.loss * float("nan")
+                if nan_loss:
+                    out.loss = out.loss * float("nan")
             return out
 
         model.loss = loss
         return model
 
-    monkeypatch.setattr(run_mod, "model_from_settings", build_poisoned)
+    return build_poisoned
+
+
+def test_nonfinite_loss_stops_with_term_name(tmp_path, fake_mnist, monkeypatch):
+    monkeypatch.setattr(run_mod, "model_from_settings", poisoned_builder(lambda epoch: epoch >= 1.5))
     with pytest.raises(run_mod.NonFiniteLossError, match=r"kl/core = nan.*last\.pt"):
         run(dict(FAST, epochs=3, batch_size=32, run_dir=str(tmp_path / "n")))
     assert last_state(tmp_path / "n")["epoch"] == 1
@@ -297,22 +304,8 @@ def test_checking_the_loss_every_few_steps_gives_the_same_run_and_still_stops_on
     run(dict(base, run_dir=str(tmp_path / "sparse")))
     a, b = last_state(tmp_path / "every"), last_state(tmp_path / "sparse")
     assert a["history"][-1]["train/loss"] == b["history"][-1]["train/loss"]
-    real_build = run_mod.model_from_settings
-
-    def build_poisoned(cfg, splits):
-        model = real_build(cfg, splits)
-        real_loss = model.loss
-
-        def loss(batch, epoch=0.0):
-            out = real_loss(batch, epoch=epoch)
-            if 1.0 + 1 / 5 <= epoch < 1.0 + 2 / 5:  # step 1 of epoch 2 only: between the checks at steps 0 and 3
-                out.terms["kl/core"] = torch.tensor(float("nan"))
-            return out
-
-        model.loss = loss
-        return model
-
-    monkeypatch.setattr(run_mod, "model_from_settings", build_poisoned)
+    step_1_of_epoch_2 = lambda epoch: 1.0 + 1 / 5 <= epoch < 1.0 + 2 / 5  # noqa: E731 - between checks 0 and 3
+    monkeypatch.setattr(run_mod, "model_from_settings", poisoned_builder(step_1_of_epoch_2, nan_loss=False))
     with pytest.raises(run_mod.NonFiniteLossError, match=r"kl/core = nan"):
         run(dict(base, run_dir=str(tmp_path / "nan")))
     assert last_state(tmp_path / "nan")["epoch"] == 1
