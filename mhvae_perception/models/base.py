@@ -169,9 +169,17 @@ class MultimodalVAE(nn.Module):
         return value * getattr(self, f"norm_std_{name}") + getattr(self, f"norm_mean_{name}")
 
     # ------------------------------------------------------- model interface
-    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mu, logvar) of the top latent's posterior given whichever modalities ``batch`` holds."""
+    def posterior(self, x: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar) of the top latent's posterior given the modalities of a *prepared* (normalised) batch
+        ``x``, in the model's current mode and with gradients: the differentiable path (e.g. a features extractor
+        fine-tuned with a policy)."""
         raise NotImplementedError
+
+    @inference
+    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar) of the top latent's posterior given whichever modalities ``batch`` holds (raw units;
+        inference mode: eval semantics, no gradients)."""
+        return self.posterior(self.prepare(batch))
 
     def decode_params(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """Likelihood parameters (normalised scale) of every modality for top latents ``z``."""

@@ -29,14 +29,6 @@ class SingleLatentVAE(MultimodalVAE):
             self.decoders[m.name] = build_modality_networks(m.network, m.shape, m.network_kwargs).make_decoder(
                 config.core.latent_dim)
 
-    def posterior(self, x: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """q(z | the modalities in the normalised batch ``x``)."""
-        raise NotImplementedError
-
-    @inference
-    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.posterior(self.prepare(batch))
-
     def decode_params(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         return {n: self.decoders[n](z) for n in self.modality_names}
 

@@ -90,12 +90,9 @@ class MHVAE(MultimodalVAE):
         return sample_keep_mask(self.drop_probs, batch_size)
 
     # ------------------------------------------------------------ interface
-    @inference
-    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mu, logvar) of q(z_c | h^d) with the modalities absent from ``batch`` dropped (inference mode)."""
-        x = self.prepare(batch)
-        hidden = {n: self.encoders[n](v) for n, v in x.items()}
-        return self.core_posterior(hidden)
+    def posterior(self, x: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar) of q(z_c | h^d) with the modalities absent from the prepared batch ``x`` dropped."""
+        return self.core_posterior({n: self.encoders[n](v) for n, v in x.items()})
 
     def decode_params(self, z: torch.Tensor, sample_modality_latents: bool = False) -> dict[str, torch.Tensor]:
         out = {}

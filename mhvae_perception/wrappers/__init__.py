@@ -6,15 +6,17 @@
 >>> env = MHVAEObservation(gym.make("PendulumSound-v0"), "pendulum_sound-mhvae-onpolicy", modalities=("image",))
 
 ``adapter`` (observation checks and conversions), ``observation`` (:class:`MHVAEObservation`,
-:class:`SensorFailure`), ``vector`` (their ``VecEnv`` forms).
+:class:`SensorFailure`), ``vector`` (their ``VecEnv`` forms), ``extractor`` (:class:`MHVAEExtractor`, an SB3
+features extractor, frozen or fine-tuned with the policy).
 """
 from ..hashing import file_sha256
 from ..hub.resolve import resolve_model, shipped_or_path
 from .adapter import (LAYOUTS, OUT_OF_RANGE_POLICIES, NonFiniteObservationError, ObservationAdapter,
                       OutOfRangeObservationError, check_observation_space, encode_observations)
+from .extractor import MHVAEExtractor
 from .observation import MHVAEObservation, SensorFailure
 from .vector import VecMHVAEObservation, VecSensorFailure
 
-__all__ = ["MHVAEObservation", "VecMHVAEObservation", "SensorFailure", "VecSensorFailure", "ObservationAdapter",
+__all__ = ["MHVAEObservation", "MHVAEExtractor", "VecMHVAEObservation", "SensorFailure", "VecSensorFailure", "ObservationAdapter",
            "NonFiniteObservationError", "OutOfRangeObservationError", "resolve_model", "shipped_or_path",
            "file_sha256", "check_observation_space", "encode_observations", "OUT_OF_RANGE_POLICIES", "LAYOUTS"]
