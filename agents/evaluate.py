@@ -5,9 +5,10 @@
     python agents/evaluate.py with agent=PATH video=True episodes=3                  # needs moviepy
     python -m agents.evaluate print_config
 
-The agent folder's agent.json names the environment, the frame stack and the MHVAE checkpoint (its SHA-256
-is checked; ``mhvae=PATH`` evaluates with another checkpoint of the same architecture instead, without
-the hash check). Outputs in ``out_dir`` (default ``<agent>/eval-<condition>``): returns.json (settings,
+The agent folder's agent.json names the environment, the frame stack and the MHVAE checkpoint the agent was
+trained on: the evaluation encodes with that checkpoint (its recorded SHA-256 checked). ``mhvae=PATH`` names
+the same model elsewhere (same SHA-256); another checkpoint (another SHA-256, even of the same architecture) is
+refused unless ``allow_other_mhvae=True``, which evaluates with it and warns (the agent never saw its latents). Outputs in ``out_dir`` (default ``<agent>/eval-<condition>``): returns.json (settings,
 per-episode returns and lengths, summary) and returns.csv (one row per episode), videos/ with ``video=True``;
 the summary is printed as a table (mean ± std, standard error, min, max) and logged as sacred metrics.
 """
@@ -18,15 +19,18 @@ from mhvae_perception.experiment import prepare_experiment  # first: quiets sacr
 import csv
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 from sacred import Experiment
 
-from agents.common import (check_video_support, env_settings, load_agent, make_vec_env, random_returns,
-                           read_agent_meta, set_threads)
+from agents.common import (check_mhvae_reference, check_video_support, env_settings, load_agent, make_vec_env,
+                           random_returns, read_agent_meta, set_threads)
 from agents.config import condition_name, parse_modalities
 from agents.settings import SettingsError, check_evaluate_settings, check_text
+from mhvae_perception.hashing import file_sha256
+from mhvae_perception.hub import shipped_or_path
 
 ex = prepare_experiment(Experiment("mhvae_evaluate", save_git_info=False))
 
@@ -39,7 +43,8 @@ def config():
     n_envs = 10  # episodes run in parallel (one batched encoder pass per step)
     seed = 0
     failure_p = None  # per-step, per-sensor failure probability (float or {sensor: p}); None: no failures
-    mhvae = None  # evaluate with this checkpoint instead of the one in agent.json (no hash check)
+    mhvae = None  # None: the agent's own checkpoint (agent.json's path, SHA-256 checked); a path: the same file
+    allow_other_mhvae = False  # accept an mhvae with another SHA-256 than the agent's (warns: other latents)
     random_reference = True  # also measure a uniform random policy with the same number of episodes
     video = False  # record episodes of environment 0 with Gymnasium's RecordVideo (rgb_array; needs moviepy)
     on_out_of_range = "error"  # the wrapper's policy for observations outside the training range
@@ -77,22 +82,54 @@ def check_settings(cfg: dict) -> dict:
     except FileNotFoundError as err:
         raise SettingsError(f"setting agent={str(agent)!r}: {err}") from None
     check_evaluate_settings(cfg, meta)
+    choose_mhvae(cfg, meta)
     if cfg.get("video"):
         check_video_support()
     return meta
 
 
+def choose_mhvae(cfg: dict, meta: dict) -> dict | None:
+    """The checkpoint the evaluation encodes with (``{"path", "sha256", "other"}``; None for a state agent): the
+    agent's own (recorded path, SHA-256 checked), or ``mhvae`` when it is the same file (same SHA-256) or when
+    ``allow_other_mhvae`` accepts another one (``other``: True). An agent acting on another model's latents is
+    evaluated on inputs it never saw, so that is refused unless asked for."""
+    if meta["state"]:
+        return None
+    agent, ref = Path(cfg["agent"]), meta.get("mhvae") or {}
+    if cfg.get("mhvae") is None:
+        if not ref.get("path"):
+            raise SettingsError(f"{agent} was trained on an in-memory MHVAE (no checkpoint recorded): pass "
+                                f"mhvae=PATH with allow_other_mhvae=True to evaluate it with a checkpoint")
+        check_mhvae_reference(agent, meta)  # the recorded file still exists and has the recorded SHA-256
+        return {"path": ref["path"], "sha256": ref["sha256"], "other": False}
+    path = shipped_or_path(cfg["mhvae"])
+    digest = file_sha256(path)
+    if digest == ref.get("sha256"):
+        return {"path": str(path), "sha256": digest, "other": False}
+    if not cfg.get("allow_other_mhvae"):
+        raise SettingsError(
+            f"setting mhvae={str(cfg['mhvae'])!r}: {path} (SHA-256 {digest[:12]}...) is not the checkpoint {agent} was "
+            f"trained on ({ref.get('path')}, SHA-256 {str(ref.get('sha256'))[:12]}...). Its latents differ, so the "
+            f"agent would act on inputs it never saw. Leave mhvae=None to use the agent's own, or set "
+            f"allow_other_mhvae=True to evaluate with this checkpoint on purpose")
+    return {"path": str(path), "sha256": digest, "other": True}
+
+
 def evaluate(cfg: dict, log=print, log_scalar=None) -> dict:
     """Run the evaluation and write returns.json / returns.csv; returns the summary."""
     meta = check_settings(cfg)
+    model = choose_mhvae(cfg, meta)
+    if model is not None and model["other"]:
+        message = (f"evaluating {cfg['agent']} with {model['path']}, not the MHVAE the agent was trained on "
+                   f"(allow_other_mhvae=True): it acts on latents it never saw")
+        warnings.warn(message, UserWarning, stacklevel=2)
+        log(f"warning: {message}")
     set_threads(cfg.get("num_threads"))
-    agent, meta = load_agent(cfg["agent"], check_mhvae=cfg.get("mhvae") is None, device=cfg.get("device", "auto"))
+    # the checkpoint was chosen and checked above (choose_mhvae); the policy file is checked here
+    agent, meta = load_agent(cfg["agent"], check_mhvae=False, device=cfg.get("device", "auto"))
     state = bool(meta["state"])
     mods = None if state else parse_modalities(cfg.get("modalities") or meta["train_modalities"])
-    mhvae = None if state else (cfg.get("mhvae") or meta["mhvae"]["path"])
-    if not state and not mhvae:
-        raise ValueError(f"{cfg['agent']} was trained on an in-memory MHVAE (no checkpoint path recorded); pass "
-                         f"mhvae=PATH")
+    mhvae = None if state else model["path"]
     cond = "state" if state else condition_name(mods)
     fail = cfg.get("failure_p")
     out = Path(cfg.get("out_dir") or Path(cfg["agent"]) / (f"eval-{cond}" + (f"-fail{fail}" if fail is not None else "")))
@@ -117,7 +154,9 @@ def evaluate(cfg: dict, log=print, log_scalar=None) -> dict:
         rows["uniform random policy"] = summarise(rand)
     steps = env_settings(meta["env"])["episode_steps"]
     result = {"agent": str(cfg["agent"]), "env": meta["env"], "algo": meta["algo"], "condition": cond,
-              "modalities": list(mods) if mods else None, "failure_p": fail, "mhvae": mhvae, "seed": int(cfg["seed"]),
+              "modalities": list(mods) if mods else None, "failure_p": fail, "mhvae": mhvae,
+              "mhvae_sha256": None if state else model["sha256"], "other_mhvae": bool(model and model["other"]),
+              "policy_sha256": meta.get("policy_sha256"), "seed": int(cfg["seed"]),
               "episode_steps": steps, "wall_s": round(wall, 2), "summary": rows,
               "returns": [float(r) for r in returns], "lengths": [int(k) for k in lengths],
               "random_returns": None if rand is None else [float(r) for r in rand]}

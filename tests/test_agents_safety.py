@@ -425,3 +425,40 @@ def test_command_line_refusal_names_the_setting_and_writes_nothing(checkpoint, t
     assert done.returncode != 0
     assert "setting latent_stack=-2 is not allowed: latent_stack must be None or an integer >= 1" in done.stderr
     assert not [p for p in obs.glob("*") if p.name.isdigit()] and not run_dir.exists()
+
+
+# ----------------------------------------------- 3. an evaluation encodes with the agent's own MHVAE by default
+@pytest.fixture(scope="module")
+def other_checkpoint(tmp_path_factory):
+    """The same architecture as the agent's MHVAE with other (random) weights."""
+    torch.manual_seed(7)
+    return save_checkpoint(tmp_path_factory.mktemp("other") / "other.pt",
+                           presets.build("pendulum_sound", "mhvae").eval())
+
+
+def test_evaluation_refuses_another_mhvae_unless_asked(agent, checkpoint, other_checkpoint, tmp_path, recwarn):
+    from agents.evaluate import evaluate
+
+    d = copy_agent(agent, tmp_path / "agent")
+    base = {"agent": str(d), "episodes": 1, "n_envs": 1, "seed": 0, "random_reference": False, "device": "cpu"}
+    with pytest.raises(SettingsError, match=rf"mhvae='{re.escape(str(other_checkpoint))}'.* is not the checkpoint "
+                                            rf"{re.escape(str(d))} was trained on .*allow_other_mhvae=True"):
+        evaluate({**base, "mhvae": str(other_checkpoint)}, log=lambda s: None)
+    assert not list(d.glob("eval-*"))
+    with pytest.warns(UserWarning, match=r"not the MHVAE the agent was trained on"):
+        other = evaluate({**base, "mhvae": str(other_checkpoint), "allow_other_mhvae": True}, log=lambda s: None)
+    assert other["other_mhvae"] is True and other["mhvae_sha256"] == file_sha256(other_checkpoint)
+    recwarn.clear()
+    own = evaluate(base, log=lambda s: None)  # default: the recorded checkpoint, its SHA-256 checked
+    assert own["mhvae"] == str(checkpoint.resolve()) and own["mhvae_sha256"] == file_sha256(checkpoint)
+    moved = tmp_path / "moved.pt"
+    shutil.copy(checkpoint, moved)  # the agent's own model under another path is accepted without a warning
+    assert evaluate({**base, "mhvae": str(moved)}, log=lambda s: None)["other_mhvae"] is False
+    assert not [w for w in recwarn if "not the MHVAE" in str(w.message)]
+    meta = json.loads((d / "agent.json").read_text())
+    meta["mhvae"]["path"] = str(moved)  # as if the agent had been trained on the copy
+    (d / "agent.json").write_text(json.dumps(meta))
+    with open(moved, "ab") as handle:
+        handle.write(b"changed")  # the recorded checkpoint is no longer the model the agent was trained on
+    with pytest.raises(ValueError, match=r"SHA-256"):
+        evaluate(base, log=lambda s: None)
