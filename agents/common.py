@@ -6,6 +6,11 @@ spaces as JSON, settings, the MHVAE checkpoint path + SHA-256, the policy file's
 SB3 policy's ``state_dict``, plain tensors). Loading rebuilds the algorithm from the JSON and reads the tensors
 with ``torch.load(weights_only=True)``: nothing in an agent folder is executed. SB3's own ``agent.zip`` (which
 unpickles serialized objects when loaded) is neither written nor read.
+
+The folder's guarantees (agents/files.py, agents/settings.py): file names read from its JSON stay inside it; one
+training at a time (``.lock``); a save replaces its files only once all are written (a full disk leaves the
+previous ones); settings are checked before any work, and a folder's agent is never retrained with other
+settings nor from step 0 (:func:`plan_training`).
 """
 from __future__ import annotations
 
@@ -420,7 +425,9 @@ def _saved_resume_record(out_dir: Path) -> dict | None:
         state = json.loads(path.read_text()) if path.is_file() else None
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
-    if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT or not isinstance(state.get("settings"), dict):
+    if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
+        return None
+    if not isinstance(state.get("settings"), dict):
         return None
     return state
 
@@ -441,7 +448,10 @@ def plan_training(out_dir: Path, meta: Mapping[str, Any], timesteps: int, resume
     settings is refused (SettingsError naming them). A finished agent is left as it is when ``timesteps`` is its
     own (``done``), continued from its training state when ``timesteps`` is larger (refused without one), and
     refused for a smaller ``timesteps``. Otherwise training continues from a complete saved state, or starts."""
-    finished = read_agent_meta(out_dir) if (out_dir / AGENT_JSON).is_file() else None
+    try:
+        finished = read_agent_meta(out_dir) if (out_dir / AGENT_JSON).is_file() else None
+    except AgentFileError as err:
+        raise AgentFileError(f"{err}. The folder is not overwritten: move it away, or {OTHER_FOLDER}") from None
     saved = _saved_resume_record(out_dir)
     if finished is None and saved is None:
         return TrainingPlan(None, read_resume_state(out_dir, meta, timesteps, log) if resume else None, False)
@@ -464,8 +474,8 @@ def plan_training(out_dir: Path, meta: Mapping[str, Any], timesteps: int, resume
     done = int(finished.get("timesteps", 0))
     if timesteps < done:
         raise SettingsError(f"{out_dir} holds an agent trained for {done} steps and timesteps={timesteps} asks for "
-                            f"fewer; it is not retrained. Evaluate it (python agents/evaluate.py with agent={out_dir}), "
-                            f"raise timesteps to continue it, or {OTHER_FOLDER}")
+                            f"fewer; it is not retrained. Evaluate it (python agents/evaluate.py with "
+                            f"agent={out_dir}), raise timesteps to continue it, or {OTHER_FOLDER}")
     verify_policy_file(out_dir, finished)
     if timesteps == done:
         log(f"{out_dir}: the agent is trained ({done} steps with these settings); nothing to do. Raise timesteps "
@@ -514,7 +524,8 @@ def train_agent(env: str, modalities, mhvae, seed: int, timesteps: int, out_dir,
     q(z_c | sensors) rather than their means, so the policy is smooth over each posterior's spread, which covers
     the small offsets between the sensors' posteriors; the eval env has neither) and save it into
     ``out_dir`` (:func:`save_agent`; the best evaluation in ``out_dir/best``). Every setting is checked
-    (:func:`agents.settings.check_train_settings`) before any model is loaded or folder written. ``log_scalar(name, value, step)`` receives evaluation means and training episode returns (sacred's
+    (:func:`agents.settings.check_train_settings`) before any model is loaded or folder written.
+    ``log_scalar(name, value, step)`` receives evaluation means and training episode returns (sacred's
     ``_run.log_scalar``). SB3's progress bar with ``progress``; TensorBoard in ``out_dir/tb``.
 
     The folder: one training at a time (:class:`~agents.files.AgentFolderLock` on ``out_dir/.lock``; a second
