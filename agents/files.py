@@ -14,12 +14,13 @@ folder (an OS lock), and saves that replace a set of files only once every new f
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import re
 from contextlib import contextmanager
 from pathlib import Path, PurePath
 from typing import Any, BinaryIO, Callable, Iterator, Optional
+
+from mhvae_perception.folderlock import FolderBusy, FolderLock
 
 LOCK_FILE = ".lock"
 _DISK_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
@@ -33,7 +34,7 @@ class AgentFileError(ValueError):
     """An agent folder that cannot be loaded safely (old pickle-based format, tampered or foreign files)."""
 
 
-class AgentFolderBusy(RuntimeError):
+class AgentFolderBusy(FolderBusy):
     """Another process holds the agent folder's lock (a training is running there)."""
 
 
@@ -65,43 +66,12 @@ def contained_path(folder: str | os.PathLike, name: Any, source: str) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------- the lock
-class AgentFolderLock:
-    """Exclusive, non-blocking ``flock`` on ``<folder>/.lock`` for the life of a ``with`` block."""
+class AgentFolderLock(FolderLock):
+    """The agent folder's lock (``<folder>/.lock``): one training at a time."""
 
-    def __init__(self, folder: str | os.PathLike) -> None:
-        self.folder = Path(folder)
-        self.path = self.folder / LOCK_FILE
-        self._fd: Optional[int] = None
-
-    def acquire(self) -> "AgentFolderLock":
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise AgentFolderBusy(
-                f"the agent folder {self.folder} is in use: another training (pid {holder}) holds its lock "
-                f"{self.path}. Wait for it to finish, or train into another folder (run_dir=... for "
-                f"agents/train.py, out_dir=... for agents/transfer.py); the lock is released automatically when "
-                f"that process ends") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._fd = fd
-        return self
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> "AgentFolderLock":
-        return self.acquire()
-
-    def __exit__(self, *exc) -> None:
-        self.release()
+    what = "agent folder"
+    hint = "train into another folder (run_dir=... for agents/train.py, out_dir=... for agents/transfer.py)"
+    busy_error = AgentFolderBusy
 
 
 def remove_leftover_temp_files(folder: Path) -> list[Path]:
@@ -149,6 +119,8 @@ class _Stage:
                 handle.flush()
                 os.fsync(handle.fileno())
         except (OSError, RuntimeError) as err:
+            if isinstance(err.__context__, KeyboardInterrupt):  # Ctrl-C mid-write: torch's writer then says
+                raise err.__context__ from None                 # "unexpected pos"; it is not a full disk
             if is_disk_full(err):
                 targets = ", ".join(str(t) for _, t in self.pending)
                 raise AgentDiskFullError(

@@ -6,18 +6,17 @@ later run; a second process is refused with a message that names the holder's pi
 """
 from __future__ import annotations
 
-import fcntl
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
 
+from mhvae_perception.folderlock import FolderBusy, FolderLock
 
-class RunFolderBusy(RuntimeError):
+
+class RunFolderBusy(FolderBusy):
     """Another process holds the run folder's lock."""
 
 
@@ -44,43 +43,12 @@ class RunPaths:
         return self.dir / "tb"
 
 
-class RunFolderLock:
-    """Exclusive, non-blocking ``flock`` on ``<folder>/.lock`` for the life of a ``with`` block (or process)."""
+class RunFolderLock(FolderLock):
+    """The run folder's lock (``<dir>/.lock``): one pretraining or evaluation process at a time."""
 
-    def __init__(self, folder: str | os.PathLike, what: str = "run folder"):
-        self.folder = Path(folder)
-        self.what = what
-        self._fd: Optional[int] = None
-
-    def acquire(self) -> "RunFolderLock":
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / ".lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise RunFolderBusy(
-                f"the {self.what} {self.folder} is in use by another process (pid {holder}); wait for it to finish, "
-                f"or use another tag=... / run_dir=... (the lock is released automatically when that process ends)"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._fd = fd
-        return self
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> "RunFolderLock":
-        return self.acquire()
-
-    def __exit__(self, *exc) -> None:
-        self.release()
+    what = "run folder"
+    hint = "use another tag=... / run_dir=..."
+    busy_error = RunFolderBusy
 
 
 # ------------------------------------------------------------------------------------------------ RNG state

@@ -463,3 +463,21 @@ def test_evaluation_refuses_another_mhvae_unless_asked(agent, checkpoint, other_
         handle.write(b"changed")  # the recorded checkpoint is no longer the model the agent was trained on
     with pytest.raises(ValueError, match=r"SHA-256"):
         evaluate(base, log=lambda s: None)
+
+
+def test_ctrl_c_during_an_agent_save_is_a_keyboard_interrupt_not_a_full_disk(tmp_path):
+    """torch's writer turns a Ctrl-C in the middle of a write into RuntimeError('unexpected pos'), the message it
+    also gives on a full disk: the save gives back the KeyboardInterrupt."""
+    from agents.files import staged_writes
+
+    def interrupted(handle):
+        handle.write(b"partial")
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4544 vs 4432")
+
+    with pytest.raises(KeyboardInterrupt):
+        with staged_writes("a test save") as stage:
+            stage.write(tmp_path / "policy.pt", interrupted)
+    assert list(tmp_path.iterdir()) == []
