@@ -219,7 +219,8 @@ def train_one_epoch(model, optimizer, splits, cfg: dict, epoch: int, device, las
         n = int(next(iter(batch.values())).shape[0])
         count += n
         for k, v in terms.items():
-            sums[k] = sums[k] + v.double() * n if k in sums else v.double() * n
+            v = v.detach().to(torch.float32 if v.device.type == "mps" else torch.float64)  # MPS has no float64
+            sums[k] = sums[k] + v * n if k in sums else v * n
         last = {f"schedule/{k}": float(v) for k, v in out.schedule.items()}
         if bar is not None:
             if step % (10 * sync_every) == 0 or step == n_batches - 1:
