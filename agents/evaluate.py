@@ -14,7 +14,7 @@ the summary is printed as a table (mean ± std, standard error, min, max) and lo
 """
 from __future__ import annotations
 
-from mhvae_perception.experiment import prepare_experiment  # first: quiets sacred's warning
+from mhvae_perception.experiment import check_settings_first, prepare_experiment  # first: quiets sacred's warning
 
 import csv
 import json
@@ -176,13 +176,7 @@ def evaluate(cfg: dict, log=print, log_scalar=None) -> dict:
     return result
 
 
-@ex.config_hook
-def check_before_the_run(config, command_name, logger) -> dict:
-    """Every setting is checked before sacred starts the run: a refused one leaves no observer folder
-    (runs/sacred/<id>) and no eval-* folder behind. print_config and other commands only show the settings."""
-    if command_name == "main":
-        check_settings(dict(config))
-    return {}
+check_settings_first(ex, lambda config, command: check_settings(config))
 
 
 @ex.main

@@ -18,7 +18,7 @@ a finished agent's command does nothing; raising ``timesteps`` continues it from
 """
 from __future__ import annotations
 
-from mhvae_perception.experiment import prepare_experiment  # first: quiets sacred's warning
+from mhvae_perception.experiment import check_settings_first, prepare_experiment  # first: quiets sacred's warning
 
 import json
 
@@ -54,13 +54,7 @@ def config():
     run_dir = f"runs/agents/{env}-{'state' if state else condition_name(train_modalities)}-seed{seed}"
 
 
-@ex.config_hook
-def check_before_the_run(config, command_name, logger) -> dict:
-    """Every setting is checked here, before sacred starts the run: a refused one leaves no observer folder
-    (runs/sacred/<id>) and no run_dir behind. print_config and other commands only show the settings."""
-    if command_name == "main":
-        check_train_settings(config)
-    return {}
+check_settings_first(ex, lambda config, command: check_train_settings(config))
 
 
 @ex.main

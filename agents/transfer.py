@@ -18,7 +18,7 @@ agents/common.py (nothing executed at load); folders of the old pickle-based for
 """
 from __future__ import annotations
 
-from mhvae_perception.experiment import prepare_experiment  # first: quiets sacred's warning
+from mhvae_perception.experiment import check_settings_first, prepare_experiment  # first: quiets sacred's warning
 from mhvae_perception.hub import resolve_model, shipped_or_path
 
 import json
@@ -372,13 +372,7 @@ def run(cfg: dict, log=print, log_scalar: Callable[[str, float, int], None] | No
     return {"normalised_transfer": norm, "wall_times_s": times}
 
 
-@ex.config_hook
-def check_before_the_run(config, command_name, logger) -> dict:
-    """Every setting is checked before sacred starts the run: a refused one leaves no observer folder
-    (runs/sacred/<id>) and no out_dir behind. print_config and other commands only show the settings."""
-    if command_name == "main":
-        check_transfer_settings(config)
-    return {}
+check_settings_first(ex, lambda config, command: check_transfer_settings(config))
 
 
 @ex.main

@@ -25,7 +25,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Optional
 
-from mhvae_perception.experiment import prepare_experiment  # first: quiets sacred's warning
+from mhvae_perception.experiment import check_settings_first, prepare_experiment  # first: quiets sacred's warning
 
 import numpy as np
 import torch
@@ -450,13 +450,7 @@ def evaluate_model(model, splits: data.DatasetSplits, cfg: dict, out_dir, checkp
 
 
 # ------------------------------------------------------------------------------------------------ entry points
-@ex.config_hook
-def refuse_bad_settings(config, command_name, logger):
-    """Every setting is checked here, before sacred seeds its generators or an observer creates a run folder:
-    a refused setting leaves nothing behind."""
-    if command_name in ("main", "evaluate"):
-        check_settings(config, command=command_name)
-    return {}
+check_settings_first(ex, lambda config, command: check_settings(config, command=command), ("main", "evaluate"))
 
 
 @ex.main
