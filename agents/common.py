@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-import envs  # noqa: F401  (registers the environments)
-from agents.config import ENVS, HYPERPARAMS, parse_modalities
+from agents.config import HYPERPARAMS, parse_modalities
+from agents.environments import AgentEnv, check_algo, make_env, resolve_env
 from agents.files import (AgentDiskFullError, AgentFileError, AgentFolderLock, contained_path,  # noqa: F401
                           remove_leftover_temp_files, staged_writes)  # (AgentDiskFullError: re-exported)
 from agents.settings import (AGENT_KEYS, OTHER_FOLDER, SettingsError, changed_settings, check_train_settings,
@@ -39,45 +39,50 @@ from mhvae_perception.hashing import file_sha256
 from mhvae_perception.hub import resolve_model, shipped_or_path
 from mhvae_perception.wrappers import VecMHVAEObservation, VecSensorFailure
 
-ALGOS = ("sac", "dqn")
+ALGOS = ("sac", "dqn", "ppo")
 AGENT_FORMAT = "mhvae-agent/1"
 AGENT_JSON, POLICY_FILE = "agent.json", "policy.pt"
 LogScalar = Callable[[str, float, int], None]
 
 
 def algo_class(name: str):
-    from stable_baselines3 import DQN, SAC
+    """The Stable-Baselines3 class of an algorithm name."""
+    from stable_baselines3 import DQN, PPO, SAC
 
     try:
-        return {"sac": SAC, "dqn": DQN}[name]
+        return {"sac": SAC, "dqn": DQN, "ppo": PPO}[name]
     except KeyError:
         raise ValueError(f"unknown algorithm {name!r}; choose one of {ALGOS}") from None
 
 
-def env_settings(env: str) -> dict:
-    if env not in ENVS:
-        raise ValueError(f"unknown env {env!r}; choose one of {tuple(ENVS)}")
-    return ENVS[env]
+def env_settings(env: str | AgentEnv) -> AgentEnv:
+    """An environment name (alias, registered id or ``module:Id``) as :class:`~agents.environments.AgentEnv`:
+    its settings (agents/config.py), sensors, action space and default algorithm."""
+    return resolve_env(env)
 
 
 # ------------------------------------------------------------------------------------------ environments
-def _raw_env(settings: dict, state: bool, render_mode: str | None = None) -> gym.Env:
+def _raw_env(env: AgentEnv, state: bool, render_mode: str | None = None, episode_steps: int | None = None) -> gym.Env:
+    """One instance of the environment (or of its state reference), its episodes ``episode_steps`` long."""
+    steps = int(episode_steps or env.episode_steps)
     if state:
-        if settings["state_env_id"] is None:
+        if env["state_env_id"] is None:
             raise ValueError("this environment has no low-dimensional state environment (state=True)")
-        return gym.make(settings["state_env_id"], max_episode_steps=settings["episode_steps"], render_mode=render_mode)
-    return gym.make(settings["env_id"], render_mode=render_mode, **settings.get("env_kwargs", {}))
+        return gym.make(env["state_env_id"], max_episode_steps=steps, render_mode=render_mode)
+    return make_env(env, steps, render_mode)
 
 
-def make_vec_env(env: str, modalities, mhvae: Any = None, n_envs: int = 1, state: bool = False, seed: int = 0,
-                 n_stack: int = 1, failure_p: Any = None, failure_seed: int | None = None,
+def make_vec_env(env: str | AgentEnv, modalities, mhvae: Any = None, n_envs: int = 1, state: bool = False,
+                 seed: int = 0, n_stack: int = 1, failure_p: Any = None, failure_seed: int | None = None,
                  video_folder: str | os.PathLike | None = None, on_out_of_range: str = "error",
-                 device: str | torch.device = "cpu", sample: bool = False):
+                 device: str | torch.device = "cpu", sample: bool = False, episode_steps: int | None = None):
     """A DummyVecEnv of Monitor-wrapped raw envs under one batched :class:`VecMHVAEObservation` (or state
     envs), optionally with :class:`VecSensorFailure` (``failure_p``) and a ``VecFrameStack`` of ``n_stack``
     consecutive observations (latents carry the angle; two consecutive ones give the agent the velocity).
-    ``sample``: observe samples of q(z_c | sensors) instead of their means (seeded by ``seed``).
-    ``video_folder``: environment 0 renders rgb_array frames into Gymnasium's ``RecordVideo`` (needs moviepy)."""
+    ``env``: an alias, a registered id, ``module:Id`` or an :class:`AgentEnv`; ``modalities``: sensor names,
+    ``both`` / ``all`` for every sensor. ``sample``: observe samples of q(z_c | sensors) instead of their means
+    (seeded by ``seed``). ``episode_steps``: episode length (default: the env's). ``video_folder``: environment 0
+    renders rgb_array frames into Gymnasium's ``RecordVideo`` (needs moviepy)."""
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
 
@@ -90,16 +95,16 @@ def make_vec_env(env: str, modalities, mhvae: Any = None, n_envs: int = 1, state
             if video_folder is not None and i == 0:
                 from gymnasium.wrappers import RecordVideo
 
-                raw = RecordVideo(_raw_env(settings, state, "rgb_array"), str(video_folder),
+                raw = RecordVideo(_raw_env(settings, state, "rgb_array", episode_steps), str(video_folder),
                                   episode_trigger=lambda episode: True, disable_logger=True)
             else:
-                raw = _raw_env(settings, state)
+                raw = _raw_env(settings, state, episode_steps=episode_steps)
             return Monitor(raw)
         return thunk
 
     venv = DummyVecEnv([make(i) for i in range(int(n_envs))])
     if not state:
-        venv = VecMHVAEObservation(venv, mhvae, parse_modalities(modalities), sample=sample,
+        venv = VecMHVAEObservation(venv, mhvae, parse_modalities(modalities, settings.sensors), sample=sample,
                                    on_out_of_range=on_out_of_range, device=device)
         if failure_p is not None:
             venv = VecSensorFailure(venv, p=failure_p, seed=failure_seed)
@@ -130,14 +135,20 @@ def _number(x: float) -> float | str:
 
 
 def space_to_json(space: gym.Space) -> dict:
-    """A Box or Discrete space as plain JSON (the only spaces the project's agents use)."""
+    """A Box, Discrete, MultiDiscrete or MultiBinary space as plain JSON (the spaces the agents use)."""
     if isinstance(space, spaces.Box):
         return {"type": "Box", "shape": list(space.shape), "dtype": str(space.dtype),
                 "low": [_number(v) for v in space.low.ravel()], "high": [_number(v) for v in space.high.ravel()]}
     if isinstance(space, spaces.Discrete):
         return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, spaces.MultiDiscrete):
+        return {"type": "MultiDiscrete", "nvec": space.nvec.tolist(), "start": space.start.tolist(),
+                "dtype": str(space.dtype)}
+    if isinstance(space, spaces.MultiBinary):
+        shape = [int(k) for k in space.shape]
+        return {"type": "MultiBinary", "n": shape[0] if len(shape) == 1 else shape}
     raise TypeError(f"cannot describe a {type(space).__name__} space as JSON; agents act on Box latents with "
-                    f"Box or Discrete actions")
+                    f"Box, Discrete, MultiDiscrete or MultiBinary actions")
 
 
 def space_from_json(data: Mapping[str, Any]) -> gym.Space:
@@ -149,7 +160,14 @@ def space_from_json(data: Mapping[str, Any]) -> gym.Space:
         return spaces.Box(low, high, shape=shape, dtype=dtype)
     if kind == "Discrete":
         return spaces.Discrete(int(data["n"]), start=int(data.get("start", 0)))
-    raise AgentFileError(f"unknown space type {kind!r} in the agent description; expected 'Box' or 'Discrete'")
+    if kind == "MultiDiscrete":
+        return spaces.MultiDiscrete([int(n) for n in data["nvec"]], dtype=np.dtype(data.get("dtype", "int64")),
+                                    start=[int(s) for s in data.get("start", [0] * len(data["nvec"]))])
+    if kind == "MultiBinary":
+        n = data["n"]
+        return spaces.MultiBinary(int(n) if not isinstance(n, list) else [int(k) for k in n])
+    raise AgentFileError(f"unknown space type {kind!r} in the agent description; expected 'Box', 'Discrete', "
+                         f"'MultiDiscrete' or 'MultiBinary'")
 
 
 class _SpacesOnly(gym.Env):
@@ -259,8 +277,10 @@ def load_agent(agent_dir, check_mhvae: bool = True, device: str | torch.device =
         raise AgentFileError(f"{policy_path} has non-finite weights in {bad[0]!r}; the agent diverged: retrain it")
     stub = _SpacesOnly(space_from_json(meta["observation_space"]), space_from_json(meta["action_space"]))
     hp = dict(meta.get("hyperparameters") or {})
-    # the architecture comes from the description; training-only settings are kept small (no replay memory)
-    build = {"policy_kwargs": hp.get("policy_kwargs"), "buffer_size": 1, "learning_starts": 0}
+    # the architecture comes from the description; training-only settings are kept small (no replay memory,
+    # a short rollout buffer)
+    small = {"n_steps": 64, "batch_size": 64} if meta["algo"] == "ppo" else {"buffer_size": 1, "learning_starts": 0}
+    build = {"policy_kwargs": hp.get("policy_kwargs"), **small}
     agent = algo_class(meta["algo"])(meta.get("policy", "MlpPolicy"), stub, device=dev, verbose=0, **build)
     missing, unexpected = agent.policy.load_state_dict(state, strict=False)
     if missing or unexpected:
@@ -280,22 +300,23 @@ _MATCH_KEYS = AGENT_KEYS  # the settings saved with the training state (agents/s
 def save_resume_state(agent, out_dir: Path, meta: Mapping[str, Any], best_mean_reward: float) -> None:
     """Everything needed to continue training, without pickles: parameters and optimizer states
     (``params.pt``, read back with weights_only=True), the filled part of the replay buffer (``replay.npz``,
-    plain arrays) and ``resume.json`` (settings, step, SHA-256 of both files; replaced last). Nothing is replaced
-    before all three are written in full: a full disk raises :class:`AgentDiskFullError` with the previous state
-    intact."""
+    plain arrays; empty for an on-policy algorithm such as PPO, whose next rollout starts afresh) and
+    ``resume.json`` (settings, step, SHA-256 of both files; replaced last). Nothing is replaced before all three
+    are written in full: a full disk raises :class:`AgentDiskFullError` with the previous state intact."""
     d = out_dir / RESUME_DIR
     d.mkdir(parents=True, exist_ok=True)
     params = {"sb3": agent.get_parameters()}
     if getattr(agent, "log_ent_coef", None) is not None:
         params["log_ent_coef"] = agent.log_ent_coef.detach().cpu()
-    buf = agent.replay_buffer
-    filled = buf.buffer_size if buf.full else buf.pos
-    arrays = {k: getattr(buf, k)[:filled] for k in _REPLAY_FIELDS}
+    buf = getattr(agent, "replay_buffer", None)
+    filled = 0 if buf is None else buf.buffer_size if buf.full else buf.pos
+    arrays = {} if buf is None else {k: getattr(buf, k)[:filled] for k in _REPLAY_FIELDS}
     with staged_writes(f"the training state in {d}") as stage:  # all three written before any is replaced
         written = {"params.pt": stage.write(d / "params.pt", lambda handle: torch.save(params, handle)),
                    "replay.npz": stage.write(d / "replay.npz", lambda handle: np.savez(handle, **arrays))}
         state = {"format": RESUME_FORMAT, "num_timesteps": int(agent.num_timesteps),
-                 "n_updates": int(agent._n_updates), "replay_pos": int(buf.pos), "replay_full": bool(buf.full),
+                 "n_updates": int(agent._n_updates), "replay_pos": int(buf.pos) if buf is not None else 0,
+                 "replay_full": bool(buf.full) if buf is not None else False,
                  "best_mean_reward": float(best_mean_reward), "settings": {k: meta.get(k) for k in _MATCH_KEYS},
                  "sha256": {name: file_sha256(written[name]) for name in _RESUME_FILES}}
         text = json.dumps(state, indent=2).encode()
@@ -339,12 +360,13 @@ def restore_resume_state(agent, out_dir: Path, state: Mapping[str, Any]) -> None
     if "log_ent_coef" in params:
         with torch.no_grad():
             agent.log_ent_coef.copy_(params["log_ent_coef"].to(agent.device))
-    with np.load(d / "replay.npz", allow_pickle=False) as arrays:
-        buf = agent.replay_buffer
-        for k in _REPLAY_FIELDS:
-            part = arrays[k]
-            getattr(buf, k)[:len(part)] = part
-    buf.pos, buf.full = int(state["replay_pos"]), bool(state["replay_full"])
+    buf = getattr(agent, "replay_buffer", None)
+    if buf is not None:  # on-policy algorithms keep no transitions between rollouts
+        with np.load(d / "replay.npz", allow_pickle=False) as arrays:
+            for k in _REPLAY_FIELDS:
+                part = arrays[k]
+                getattr(buf, k)[:len(part)] = part
+        buf.pos, buf.full = int(state["replay_pos"]), bool(state["replay_full"])
     agent.num_timesteps = int(state["num_timesteps"])
     agent._n_updates = int(state["n_updates"])
 
@@ -360,9 +382,10 @@ def _check_json(name: str, value: Any) -> Any:
 
 
 def _callbacks(out_dir: Path, eval_env, eval_freq: int, n_eval_episodes: int, meta: dict,
-               log_scalar: LogScalar | None, save_freq: int | None):
-    """EvalCallback that saves the best agent (safe format) into out_dir/best and logs metrics; with
-    ``save_freq`` a callback that saves the resume state every ``save_freq`` steps."""
+               log_scalar: LogScalar | None, save_freq: int | None, verbose: int = 0):
+    """EvalCallback that saves the best agent (safe format) into out_dir/best and logs metrics (to sacred's
+    ``log_scalar``; SB3's logger records ``eval/mean_reward`` itself and, with ``verbose``, prints each
+    evaluation); with ``save_freq`` a callback that saves the resume state every ``save_freq`` steps."""
     from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 
     class SaveBest(BaseCallback):
@@ -388,7 +411,7 @@ def _callbacks(out_dir: Path, eval_env, eval_freq: int, n_eval_episodes: int, me
 
     evaluator = EvalCallback(eval_env, n_eval_episodes=n_eval_episodes, eval_freq=eval_freq, deterministic=True,
                              callback_on_new_best=SaveBest(), callback_after_eval=LogEval(),
-                             best_model_save_path=None, log_path=str(out_dir / "eval"), verbose=0)
+                             best_model_save_path=None, log_path=str(out_dir / "eval"), verbose=int(verbose))
 
     class SaveResume(BaseCallback):
         """Saves at the end of a rollout (the step's transition is in the replay buffer by then)."""
@@ -512,13 +535,19 @@ def _model_reference(mhvae: Any) -> dict:
     return {"path": None, "sha256": None}
 
 
-def train_agent(env: str, modalities, mhvae, seed: int, timesteps: int, out_dir, state: bool = False,
-                hp: dict | None = None, eval_freq: int = 2_000, n_eval_episodes: int = 5, progress: bool = True,
-                tensorboard: bool = True, latent_stack: int | None = None, train_failure_p: float | None = None,
-                train_sample: bool = False, device: str | torch.device = "auto", log: Callable[[str], None] = print,
+def train_agent(env: str | AgentEnv, modalities, mhvae, seed: int, timesteps: int | None, out_dir,
+                state: bool = False, hp: dict | None = None, eval_freq: int = 2_000, n_eval_episodes: int = 5,
+                progress: bool = True, tensorboard: bool = True, latent_stack: int | None = None,
+                train_failure_p: float | None = None, train_sample: bool = False,
+                device: str | torch.device = "auto", log: Callable[[str], None] = print,
                 log_scalar: LogScalar | None = None, save_freq: int | None = None, resume: bool = True,
-                keep_resume: bool = False) -> dict:
-    """Train one agent (on ``latent_stack`` consecutive latents; default from agents/config.py; with
+                keep_resume: bool = False, algo: str | None = None, episode_steps: int | None = None,
+                verbose: int = 1) -> dict:
+    """Train one agent on ``env`` (an alias, any registered Gymnasium id or ``module:Id`` whose observation is a
+    Dict of >= 2 sensors; :mod:`agents.environments`) with ``algo`` (None: chosen from the action space, Box ->
+    SAC, Discrete -> DQN, others -> PPO; hyper-parameters agents/config.py's, updated with ``hp``), for
+    ``timesteps`` steps (None: the env's default) of episodes ``episode_steps`` long (None: the env's time limit)
+    on ``latent_stack`` consecutive latents (default from agents/config.py; with
     ``train_failure_p`` each training sensor fails per step with that probability, as in
     :class:`~mhvae_perception.wrappers.VecSensorFailure`; with ``train_sample`` it trains on samples of
     q(z_c | sensors) rather than their means, so the policy is smooth over each posterior's spread, which covers
@@ -526,7 +555,9 @@ def train_agent(env: str, modalities, mhvae, seed: int, timesteps: int, out_dir,
     ``out_dir`` (:func:`save_agent`; the best evaluation in ``out_dir/best``). Every setting is checked
     (:func:`agents.settings.check_train_settings`) before any model is loaded or folder written.
     ``log_scalar(name, value, step)`` receives evaluation means and training episode returns (sacred's
-    ``_run.log_scalar``). SB3's progress bar with ``progress``; TensorBoard in ``out_dir/tb``.
+    ``_run.log_scalar``). SB3's progress bar with ``progress``; TensorBoard in ``out_dir/tb``; with
+    ``verbose=1`` SB3's logger prints its tables to stdout (``rollout/ep_rew_mean``, ``eval/mean_reward``, ...)
+    and the EvalCallback its evaluations, as SB3 and RL Zoo do.
 
     The folder: one training at a time (:class:`~agents.files.AgentFolderLock` on ``out_dir/.lock``; a second
     is refused). A folder holding an agent or a training state with other settings is refused
@@ -541,48 +572,53 @@ def train_agent(env: str, modalities, mhvae, seed: int, timesteps: int, out_dir,
     ``keep_resume`` (then it is saved at the last step too, and a later call with a larger ``timesteps``
     continues training)."""
     _check_json("hp", hp or {})
-    check_train_settings({"env": env, "train_modalities": modalities, "mhvae": mhvae, "state": state, "seed": seed,
-                          "timesteps": timesteps, "latent_stack": latent_stack, "train_failure_p": train_failure_p,
+    check_train_settings({"env": env, "algo": algo, "train_modalities": modalities, "mhvae": mhvae, "state": state,
+                          "seed": seed, "timesteps": timesteps, "episode_steps": episode_steps,
+                          "latent_stack": latent_stack, "train_failure_p": train_failure_p,
                           "train_sample": train_sample, "hp": hp or {}, "eval_freq": eval_freq,
                           "n_eval_episodes": n_eval_episodes, "save_freq": save_freq, "keep_resume": keep_resume,
                           "resume": resume, "tensorboard": tensorboard, "progress": progress, "device": device,
-                          "run_dir": out_dir})
+                          "verbose": verbose, "run_dir": out_dir})
     settings = env_settings(env)
-    algo = settings["algo"]
-    mods = None if state else parse_modalities(modalities)
+    algo = check_algo(settings, algo)
+    timesteps = int(settings["timesteps"] if timesteps is None else timesteps)
+    mods = None if state else parse_modalities(modalities, settings.sensors)
     params = _check_json("hp", {**HYPERPARAMS[algo], **(hp or {})})
-    n_stack = 1 if state else int(settings.get("latent_stack", 1) if latent_stack is None else latent_stack)
+    n_stack = 1 if state else int(settings["latent_stack"] if latent_stack is None else latent_stack)
     dev = resolve_device(device)
     out_dir = Path(out_dir)
-    meta = {"env": env, "env_id": settings["state_env_id"] if state else settings["env_id"], "algo": algo,
+    meta = {"env": settings.name, "env_id": settings["state_env_id"] if state else settings.env_id, "algo": algo,
             "state": bool(state), "train_modalities": list(mods) if mods else None, "seed": int(seed),
-            "timesteps": int(timesteps), "latent_stack": n_stack, "train_failure_p": train_failure_p,
-            "train_sample": bool(train_sample), "hyperparameters": params,
-            "mhvae": None if state else _model_reference(mhvae)}
+            "timesteps": timesteps, "episode_steps": int(episode_steps or settings.episode_steps),
+            "latent_stack": n_stack, "train_failure_p": train_failure_p, "train_sample": bool(train_sample),
+            "hyperparameters": params, "mhvae": None if state else _model_reference(mhvae)}
     with AgentFolderLock(out_dir):
         remove_leftover_temp_files(out_dir)  # the lock is held: any temporary file is a killed save's
         plan = plan_training(out_dir, meta, int(timesteps), resume, log)
         if plan.done:
             return plan.finished
-        return _train(meta, plan, mhvae, out_dir, dev, eval_freq=eval_freq, n_eval_episodes=n_eval_episodes,
-                      progress=progress, tensorboard=tensorboard, log=log, log_scalar=log_scalar,
-                      save_freq=save_freq, keep_resume=keep_resume)
+        return _train(settings, meta, plan, mhvae, out_dir, dev, eval_freq=eval_freq,
+                      n_eval_episodes=n_eval_episodes, progress=progress, tensorboard=tensorboard, log=log,
+                      log_scalar=log_scalar, save_freq=save_freq, keep_resume=keep_resume, verbose=verbose)
 
 
-def _train(meta: dict, plan: TrainingPlan, mhvae: Any, out_dir: Path, dev: torch.device, eval_freq: int,
-           n_eval_episodes: int, progress: bool, tensorboard: bool, log: Callable[[str], None],
-           log_scalar: LogScalar | None, save_freq: int | None, keep_resume: bool) -> dict:
+def _train(env: AgentEnv, meta: dict, plan: TrainingPlan, mhvae: Any, out_dir: Path, dev: torch.device,
+           eval_freq: int, n_eval_episodes: int, progress: bool, tensorboard: bool, log: Callable[[str], None],
+           log_scalar: LogScalar | None, save_freq: int | None, keep_resume: bool, verbose: int = 1) -> dict:
     """The training itself (the folder is locked and :func:`plan_training` has decided where to start)."""
-    env, state, seed, timesteps = meta["env"], meta["state"], meta["seed"], meta["timesteps"]
-    mods, n_stack, algo = meta["train_modalities"], meta["latent_stack"], meta["algo"]
+    state, seed, timesteps = meta["state"], meta["seed"], meta["timesteps"]
+    mods, n_stack, algo, steps = meta["train_modalities"], meta["latent_stack"], meta["algo"], meta["episode_steps"]
     if not state:
         mhvae = resolve_model(mhvae, dev)[0]  # load once, share between train and eval envs
     train_env = make_vec_env(env, mods, mhvae, 1, state, seed=seed, n_stack=n_stack,
                              failure_p=meta["train_failure_p"], failure_seed=seed, device=dev,
-                             sample=meta["train_sample"])
-    eval_env = make_vec_env(env, mods, mhvae, 1, state, seed=seed + 10_000, n_stack=n_stack, device=dev)
-    evaluator, callbacks = _callbacks(out_dir, eval_env, eval_freq, n_eval_episodes, meta, log_scalar, save_freq)
-    agent = algo_class(algo)("MlpPolicy", train_env, seed=seed, verbose=0, device=dev,
+                             sample=meta["train_sample"], episode_steps=steps)
+    eval_env = make_vec_env(env, mods, mhvae, 1, state, seed=seed + 10_000, n_stack=n_stack, device=dev,
+                            episode_steps=steps)
+    evaluator, callbacks = _callbacks(out_dir, eval_env, eval_freq, n_eval_episodes, meta, log_scalar, save_freq,
+                                      verbose)
+    # verbose=1: SB3's logger writes stdout beside TensorBoard (rollout/ep_rew_mean, eval/mean_reward, train/...)
+    agent = algo_class(algo)("MlpPolicy", train_env, seed=seed, verbose=int(verbose), device=dev,
                              tensorboard_log=str(out_dir / "tb") if tensorboard else None,
                              **json.loads(json.dumps(meta["hyperparameters"])))  # a copy: SB3 adds to policy_kwargs
     saved = plan.resume_state
@@ -614,7 +650,7 @@ def _train(meta: dict, plan: TrainingPlan, mhvae: Any, out_dir: Path, dev: torch
     if log_scalar is not None:
         log_scalar("train/wall_s", wall, timesteps)
         log_scalar("train/steps_per_s", meta["train_steps_per_s"], timesteps)
-    log(f"trained {algo} on {env} ({'state' if state else '+'.join(mods)}) seed {seed}: {trained_now} steps "
+    log(f"trained {algo} on {env.name} ({'state' if state else '+'.join(mods)}) seed {seed}: {trained_now} steps "
         f"{f'(from step {start}) ' if start else ''}in {wall:.0f} s ({meta['train_steps_per_s']:.0f} steps/s) "
         f"-> {out_dir / POLICY_FILE}")
     return description
@@ -630,9 +666,10 @@ def evaluate_returns(agent, venv, n_episodes: int) -> np.ndarray:
     return np.asarray(returns, dtype=np.float64)
 
 
-def random_returns(env: str, n_episodes: int, seed: int) -> np.ndarray:
-    """Episode returns of a uniform random policy on the raw environment."""
-    e = _raw_env(env_settings(env), state=False)
+def random_returns(env: str | AgentEnv, n_episodes: int, seed: int, episode_steps: int | None = None) -> np.ndarray:
+    """Episode returns of a uniform random policy on the raw environment (episodes ``episode_steps`` long;
+    default: the env's)."""
+    e = _raw_env(env_settings(env), state=False, episode_steps=episode_steps)
     e.action_space.seed(seed)
     out = []
     for k in range(n_episodes):

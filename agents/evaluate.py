@@ -3,9 +3,11 @@
     python agents/evaluate.py with agent=runs/agents/pendulum_sound-image-seed0 modalities=sound episodes=100
     python agents/evaluate.py with agent=PATH modalities=both failure_p=0.5          # sensors fail per step
     python agents/evaluate.py with agent=PATH video=True episodes=3                  # needs moviepy
+    python agents/evaluate.py with agent=PATH env=my_package:MyEnv-v0     # an env registered by a module
     python -m agents.evaluate print_config
 
-The agent folder's agent.json names the environment, the frame stack and the MHVAE checkpoint the agent was
+The agent folder's agent.json names the environment (an alias or a Gymnasium id; a file never chooses a module
+to import: an id that importing this project does not register is passed again as ``env=module:Id``), the frame stack and the MHVAE checkpoint the agent was
 trained on: the evaluation encodes with that checkpoint (its recorded SHA-256 checked). ``mhvae=PATH`` names
 the same model elsewhere (same SHA-256); another checkpoint (another SHA-256, even of the same architecture) is
 refused unless ``allow_other_mhvae=True``, which evaluates with it and warns (the agent never saw its latents). Outputs in ``out_dir`` (default ``<agent>/eval-<condition>``): returns.json (settings,
@@ -25,9 +27,10 @@ from pathlib import Path
 import numpy as np
 from sacred import Experiment
 
-from agents.common import (check_mhvae_reference, check_video_support, env_settings, load_agent, make_vec_env,
-                           random_returns, read_agent_meta, set_threads)
+from agents.common import (check_mhvae_reference, check_video_support, load_agent, make_vec_env, random_returns,
+                           read_agent_meta, set_threads)
 from agents.config import condition_name, parse_modalities
+from agents.environments import recorded_env
 from agents.settings import SettingsError, check_evaluate_settings, check_text
 from mhvae_perception.hashing import file_sha256
 from mhvae_perception.hub import shipped_or_path
@@ -38,7 +41,8 @@ ex = prepare_experiment(Experiment("mhvae_evaluate", save_git_info=False))
 @ex.config
 def config():
     agent = None  # agent folder (agent.json + policy.pt), required
-    modalities = None  # image | sound | both | comma-separated list; None: the agent's training modalities
+    env = None  # None: the agent's (agent.json; registered in this process); module:Id imports module first
+    modalities = None  # a sensor | both / all | comma-separated list; None: the agent's training modalities
     episodes = 100
     n_envs = 10  # episodes run in parallel (one batched encoder pass per step)
     seed = 0
@@ -127,19 +131,21 @@ def evaluate(cfg: dict, log=print, log_scalar=None) -> dict:
     set_threads(cfg.get("num_threads"))
     # the checkpoint was chosen and checked above (choose_mhvae); the policy file is checked here
     agent, meta = load_agent(cfg["agent"], check_mhvae=False, device=cfg.get("device", "auto"))
+    env = recorded_env(meta, cfg.get("env"))
     state = bool(meta["state"])
-    mods = None if state else parse_modalities(cfg.get("modalities") or meta["train_modalities"])
+    mods = None if state else parse_modalities(cfg.get("modalities") or meta["train_modalities"], env.sensors)
     mhvae = None if state else model["path"]
-    cond = "state" if state else condition_name(mods)
+    cond = "state" if state else condition_name(mods, env.sensors)
+    steps = int(meta.get("episode_steps") or env.episode_steps)  # older agents: the env's time limit
     fail = cfg.get("failure_p")
     out = Path(cfg.get("out_dir") or Path(cfg["agent"]) / (f"eval-{cond}" + (f"-fail{fail}" if fail is not None else "")))
     n, n_envs = int(cfg["episodes"]), min(int(cfg["n_envs"]), int(cfg["episodes"]))
     if cfg.get("video"):
         n_envs = 1  # RecordVideo records environment 0: one environment, so every episode is filmed
-    venv = make_vec_env(meta["env"], mods, mhvae, n_envs=n_envs, state=state, seed=int(cfg["seed"]),
+    venv = make_vec_env(env, mods, mhvae, n_envs=n_envs, state=state, seed=int(cfg["seed"]),
                         n_stack=meta["latent_stack"], failure_p=fail, failure_seed=int(cfg["seed"]),
                         video_folder=out / "videos" if cfg.get("video") else None,
-                        on_out_of_range=cfg.get("on_out_of_range", "error"))
+                        on_out_of_range=cfg.get("on_out_of_range", "error"), episode_steps=steps)
     from stable_baselines3.common.evaluation import evaluate_policy
 
     t0 = time.perf_counter()
@@ -150,9 +156,8 @@ def evaluate(cfg: dict, log=print, log_scalar=None) -> dict:
     rows = {f"agent ({cond}{f', failure p={fail}' if fail is not None else ''})": summarise(returns)}
     rand = None
     if cfg.get("random_reference", True):
-        rand = random_returns(meta["env"], n, seed=int(cfg["seed"]) + 200_000)
+        rand = random_returns(env, n, seed=int(cfg["seed"]) + 200_000, episode_steps=steps)
         rows["uniform random policy"] = summarise(rand)
-    steps = env_settings(meta["env"])["episode_steps"]
     result = {"agent": str(cfg["agent"]), "env": meta["env"], "algo": meta["algo"], "condition": cond,
               "modalities": list(mods) if mods else None, "failure_p": fail, "mhvae": mhvae,
               "mhvae_sha256": None if state else model["sha256"], "other_mhvae": bool(model and model["other"]),

@@ -26,8 +26,9 @@ class SettingsError(ValueError):
 
 #: the settings that define a trained agent (``timesteps`` aside: raising it continues the agent)
 AGENT_KEYS = ("env", "algo", "state", "train_modalities", "seed", "latent_stack", "train_failure_p", "train_sample",
-              "hyperparameters", "mhvae")
-#: settings added after agents were already trained: a record without them had these values
+              "hyperparameters", "mhvae", "episode_steps")
+#: settings added after agents were already trained: a record without them had these values (a record without
+#: ``episode_steps`` had its env's registered time limit; it is not compared)
 LEGACY_DEFAULTS = {"train_failure_p": None, "train_sample": False}
 #: how to train into another folder, named in every refusal
 OTHER_FOLDER = "train into another folder (run_dir=... for agents/train.py, out_dir=... for agents/transfer.py)"
@@ -87,6 +88,8 @@ MAX_SEED = 2 ** 31 - 1
 MAX_TRANSFER_SEED = (2 ** 32 - 1 - 300_000) // 1000
 SAC_ONLY = ("ent_coef", "target_entropy", "use_sde", "sde_sample_freq", "use_sde_at_warmup")
 DQN_ONLY = ("exploration_fraction", "exploration_initial_eps", "exploration_final_eps", "max_grad_norm")
+PPO_ONLY = ("n_steps", "n_epochs", "gae_lambda", "clip_range", "clip_range_vf", "normalize_advantage", "ent_coef",
+            "vf_coef", "max_grad_norm", "target_kl", "use_sde", "sde_sample_freq")
 
 
 def _fail(name: str, value: Any, allowed: str) -> SettingsError:
@@ -156,17 +159,19 @@ def check_device(value: Any) -> None:
         raise SettingsError(f"setting device={value!r}: {err}") from None
 
 
-def check_modalities(name: str, value: Any, optional: bool = False) -> tuple[str, ...] | None:
-    """``image`` | ``sound`` | ``both`` | ``image,sound`` | a list of those names: the parsed tuple."""
-    from agents.config import CONDITIONS, parse_modalities
+def check_modalities(name: str, value: Any, sensors: Sequence[str], optional: bool = False) -> tuple[str, ...] | None:
+    """A sensor of the environment (``sensors``), ``both`` / ``all`` (every sensor), ``a,b`` or a list of sensor
+    names: the parsed tuple."""
+    from agents.config import ALL_SENSORS, parse_modalities
 
     if value is _MISSING or (value is None and optional):
         return None
-    known = CONDITIONS["both"]
-    allowed = f"{tuple(CONDITIONS)}, a comma-separated list or a list of the sensors {known}"
+    known = tuple(sensors)
+    allowed = (f"one of {(*known, *ALL_SENSORS)} (both / all: every sensor), a comma-separated list or a list of "
+               f"the sensors {known}")
     if not isinstance(value, (str, list, tuple)):
         raise _fail(name, value, allowed)
-    mods = parse_modalities(value)
+    mods = parse_modalities(value, known)
     if not mods or any(m not in known for m in mods) or len(set(mods)) != len(mods):
         raise _fail(name, value, allowed + " (each once)")
     return mods
@@ -207,12 +212,16 @@ def _positive_ints(value: Any) -> bool:
     return isinstance(value, list) and all(_is_int(v) and v >= 1 for v in value)
 
 
+_NET_ARCH_KEYS = {"sac": ("pi", "qf"), "ppo": ("pi", "vf")}
+
+
 def _check_net_arch(name: str, value: Any, algo: str) -> None:
-    ok = _positive_ints(value) or (algo == "sac" and isinstance(value, Mapping) and set(value) <= {"pi", "qf"}
+    keys = _NET_ARCH_KEYS.get(algo)
+    ok = _positive_ints(value) or (keys is not None and isinstance(value, Mapping) and set(value) <= set(keys)
                                    and all(_positive_ints(v) for v in value.values()))
     if not ok:
         raise _fail(name, value, "a list of layer sizes (integers >= 1)"
-                    + (" or {'pi': [...], 'qf': [...]}" if algo == "sac" else ""))
+                    + (f" or {{'{keys[0]}': [...], '{keys[1]}': [...]}}" if keys else ""))
 
 
 def _check_policy_kwargs(value: Any, algo: str) -> None:
@@ -227,6 +236,9 @@ def _check_policy_kwargs(value: Any, algo: str) -> None:
         rules.update({"n_critics": lambda n, v: check_int(n, v, 1), "share_features_extractor": check_bool,
                       "log_std_init": lambda n, v: check_number(n, v, -20, 2), "use_expln": check_bool,
                       "clip_mean": lambda n, v: check_number(n, v, 0, math.inf, low_open=True, high_open=True)})
+    if algo == "ppo":
+        rules.update({"share_features_extractor": check_bool, "ortho_init": check_bool,
+                      "log_std_init": lambda n, v: check_number(n, v, -20, 2)})
     for key, item in value.items():
         if key not in rules:
             raise _fail(f"{name}.{key}", item, f"one of the settable keys {sorted(rules)} (others cannot be "
@@ -258,7 +270,33 @@ def _check_ent_coef(name: str, value: Any) -> None:
     raise _fail(name, value, "'auto', 'auto_<initial value > 0>' or a number > 0")
 
 
+def _ppo_rules() -> dict[str, Callable[[str, Any], None]]:
+    """PPO's keyword arguments (SB3's names and ranges)."""
+    positive = dict(low=0, high=math.inf, low_open=True, high_open=True)
+    return {
+        "learning_rate": lambda n, v: check_number(n, v, **positive),
+        "n_steps": lambda n, v: check_int(n, v, 2),  # SB3 needs n_steps * n_envs > 1 for the advantages
+        "batch_size": lambda n, v: check_int(n, v, 2),  # advantages are normalised over a batch
+        "n_epochs": lambda n, v: check_int(n, v, 1),
+        "gamma": lambda n, v: check_number(n, v, 0, 1),
+        "gae_lambda": lambda n, v: check_number(n, v, 0, 1),
+        "clip_range": lambda n, v: check_number(n, v, **positive),
+        "clip_range_vf": lambda n, v: check_number(n, v, **positive, optional=True),
+        "normalize_advantage": check_bool,
+        "ent_coef": lambda n, v: check_number(n, v, 0, math.inf, high_open=True),
+        "vf_coef": lambda n, v: check_number(n, v, 0, math.inf, high_open=True),
+        "max_grad_norm": lambda n, v: check_number(n, v, **positive),
+        "target_kl": lambda n, v: check_number(n, v, **positive, optional=True),
+        "use_sde": check_bool,
+        "sde_sample_freq": lambda n, v: check_int(n, v, -1),
+        "stats_window_size": lambda n, v: check_int(n, v, 1),
+        "policy_kwargs": lambda n, v: _check_policy_kwargs(v, "ppo"),
+    }
+
+
 def _hp_rules(algo: str) -> dict[str, Callable[[str, Any], None]]:
+    if algo == "ppo":
+        return _ppo_rules()
     positive = dict(low=0, high=math.inf, low_open=True, high_open=True)
     rules: dict[str, Callable[[str, Any], None]] = {
         "learning_rate": lambda n, v: check_number(n, v, **positive),
@@ -305,16 +343,17 @@ def check_hyperparameters(hp: Any, algo: str) -> None:
 # -------------------------------------------------------------------------------------------- the scripts
 def check_train_settings(cfg: Mapping[str, Any]) -> None:
     """Every setting of agents/train.py (or of :func:`agents.common.train_agent`'s arguments under the same
-    names): type and range, and the combinations that make no sense. Nothing is loaded or written."""
-    from agents.config import ENVS, HYPERPARAMS
+    names): type and range, and the combinations that make no sense. The environment is made once to read its
+    spaces (a Dict of >= 2 sensors; agents/environments.py); no model is loaded and nothing written."""
+    from agents.config import HYPERPARAMS
 
-    check_choice("env", _get(cfg, "env"), tuple(ENVS))
-    env = ENVS[cfg["env"]]
+    env = _check_env(cfg)
+    algo = _check_algo(cfg, env)
     state = _get(cfg, "state")
     check_bool("state", state)
     state = state is True
     if state and env["state_env_id"] is None:
-        raise SettingsError(f"setting state=True: env={cfg['env']!r} has no low-dimensional state environment; "
+        raise SettingsError(f"setting state=True: env={env.name!r} has no low-dimensional state environment; "
                             f"train on MHVAE latents (state=False)")
     mods = None
     if state:
@@ -322,13 +361,14 @@ def check_train_settings(cfg: Mapping[str, Any]) -> None:
             raise SettingsError(f"setting mhvae={_get(cfg, 'mhvae')!r} does not apply to state=True (the agent "
                                 f"sees the true state); leave mhvae=None, or set state=False")
     else:
-        mods = check_modalities("train_modalities", _get(cfg, "train_modalities"))
+        mods = check_modalities("train_modalities", _get(cfg, "train_modalities"), env.sensors)
         if _get(cfg, "mhvae") is None:
             raise SettingsError("setting mhvae=None: an MHVAE checkpoint is needed, pass mhvae=PATH (a checkpoint "
                                 "or a shipped model's name), or state=True for the true-state reference")
         check_mhvae("mhvae", _get(cfg, "mhvae"))
     check_int("seed", _get(cfg, "seed"), 0, MAX_SEED)
-    check_int("timesteps", _get(cfg, "timesteps"), 1)
+    check_int("timesteps", _get(cfg, "timesteps"), 1, optional=True)
+    check_int("episode_steps", _get(cfg, "episode_steps"), 1, optional=True)
     check_int("latent_stack", _get(cfg, "latent_stack"), 1, optional=True)
     failure_p = _get(cfg, "train_failure_p")
     check_failure_p("train_failure_p", failure_p, mods)
@@ -341,7 +381,6 @@ def check_train_settings(cfg: Mapping[str, Any]) -> None:
                             "not state=True")
     hp = _get(cfg, "hp")
     if hp is not _MISSING:
-        algo = env["algo"]
         check_hyperparameters({**HYPERPARAMS[algo], **(hp or {})} if isinstance(hp, Mapping) or hp is None else hp,
                               algo)
     _check_common(cfg)
@@ -354,18 +393,37 @@ def check_train_settings(cfg: Mapping[str, Any]) -> None:
 
 
 def _check_common(cfg: Mapping[str, Any]) -> None:
-    """Settings every agent script has: threads, device, progress bar."""
+    """Settings every agent script has: threads, device, progress bar, SB3's verbosity."""
     check_int("num_threads", _get(cfg, "num_threads"), 1, optional=True)
     check_device(_get(cfg, "device"))
     check_bool("progress", _get(cfg, "progress"))
+    check_int("verbose", _get(cfg, "verbose"), 0, 2)
+
+
+def _check_env(cfg: Mapping[str, Any]):
+    """The environment ``env`` names (given by the user: a ``module:Id`` is imported), as an AgentEnv."""
+    from agents.environments import resolve_env
+
+    return resolve_env(cfg.get("env", "pendulum_sound") if isinstance(cfg, Mapping) else "pendulum_sound")
+
+
+def _check_algo(cfg: Mapping[str, Any], env) -> str:
+    """``algo`` (None: the environment's, from its action space) checked against the action space."""
+    from agents.environments import check_algo
+
+    algo = _get(cfg, "algo")
+    return check_algo(env, None if algo is _MISSING else algo)
 
 
 def check_evaluate_settings(cfg: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
     """Every setting of agents/evaluate.py except the agent folder (``meta``: its description, already read)."""
     from mhvae_perception.wrappers.adapter import OUT_OF_RANGE_POLICIES
 
+    from agents.environments import recorded_env
+
     state = bool(meta.get("state"))
-    mods = check_modalities("modalities", _get(cfg, "modalities"), optional=True)
+    env = recorded_env(meta, cfg.get("env"))
+    mods = check_modalities("modalities", _get(cfg, "modalities"), env.sensors, optional=True)
     if state and (mods or _get(cfg, "failure_p") not in (None, _MISSING) or _get(cfg, "mhvae") not in (None, _MISSING)):
         raise SettingsError(f"{cfg['agent']} acts on the true state: the settings modalities, failure_p and mhvae "
                             f"do not apply (leave them None)")
@@ -392,38 +450,45 @@ def _check_list(name: str, value: Any, check: Callable[[str, Any], None], allow_
 
 
 def check_transfer_settings(cfg: Mapping[str, Any]) -> None:
-    """Every setting of agents/transfer.py. Nothing is loaded or written."""
-    from agents.config import CONDITIONS, ENVS, HYPERPARAMS
+    """Every setting of agents/transfer.py. The environment is made once to read its spaces; no model is
+    loaded and nothing written."""
+    from agents.config import HYPERPARAMS, parse_modalities
 
-    check_choice("env", _get(cfg, "env"), tuple(ENVS))
-    env = ENVS[cfg["env"]]
+    env = _check_env(cfg)
+    algo = _check_algo(cfg, env)
     if _get(cfg, "mhvae") in (None, _MISSING):
         raise SettingsError("pass the MHVAE checkpoint: python agents/transfer.py with mhvae=PATH (a checkpoint or "
                             "a shipped model's name)")
     check_mhvae("mhvae", cfg["mhvae"])
     _check_list("seeds", _get(cfg, "seeds"), lambda n, v: check_int(n, v, 0, MAX_TRANSFER_SEED))
-    check_int("timesteps", _get(cfg, "timesteps"), 1)
-    condition = lambda n, v: check_choice(n, v, tuple(CONDITIONS))  # noqa: E731
-    for name in ("train_conditions", "test_conditions"):
-        _check_list(name, _get(cfg, name), condition)
-    _check_list("robustness_conditions", _get(cfg, "robustness_conditions"), condition, allow_empty=True)
-    check_bool("state_reference", _get(cfg, "state_reference"))
-    if cfg.get("state_reference") is True and env["state_env_id"] is None:
-        raise SettingsError(f"setting state_reference=True: env={cfg['env']!r} has no low-dimensional state "
+    check_int("timesteps", _get(cfg, "timesteps"), 1, optional=True)
+    check_int("episode_steps", _get(cfg, "episode_steps"), 1, optional=True)
+    condition = lambda n, v: check_choice(n, v, tuple(env.conditions))  # noqa: E731
+    for name in ("train_conditions", "test_conditions", "robustness_conditions"):
+        if _get(cfg, name) is not None:  # None: the env's conditions (each sensor, then all)
+            _check_list(name, _get(cfg, name), condition, allow_empty=name == "robustness_conditions")
+    state_reference = _get(cfg, "state_reference")
+    if state_reference is not None:  # None: when the env has a state environment
+        check_bool("state_reference", state_reference)
+    if state_reference is True and env["state_env_id"] is None:
+        raise SettingsError(f"setting state_reference=True: env={env.name!r} has no low-dimensional state "
                             f"environment; set state_reference=False")
     for name in ("test_episodes", "n_eval_envs", "robustness_episodes", "eval_freq", "n_eval_episodes"):
         check_int(name, _get(cfg, name), 1)
     _check_list("failure_probs", _get(cfg, "failure_probs"), lambda n, v: check_number(n, v, 0, 1), allow_empty=True)
     check_int("latent_stack", _get(cfg, "latent_stack"), 1, optional=True)
     failure_p = _get(cfg, "train_failure_p")
-    check_failure_p("train_failure_p", failure_p, CONDITIONS["both"])
-    single = [c for c in cfg.get("train_conditions", ()) if len(CONDITIONS[c]) < 2]
+    check_failure_p("train_failure_p", failure_p, env.sensors)
+    trained_on = cfg.get("train_conditions") or env.conditions
+    single = [c for c in trained_on if len(parse_modalities(c, env.sensors)) < 2]
     if failure_p not in (None, _MISSING) and single:
         raise SettingsError(f"setting train_failure_p={failure_p!r} needs two sensors in every training condition, "
-                            f"but {single} have one; set train_conditions=['both'] or train_failure_p=None")
+                            f"but {single} have one; set train_conditions=['{env.conditions[-1]}'] or "
+                            f"train_failure_p=None")
     hp = _get(cfg, "hp")
     if hp is not _MISSING:
-        check_hyperparameters({**HYPERPARAMS[env["algo"]], **hp} if isinstance(hp, Mapping) else hp, env["algo"])
+        check_hyperparameters({**HYPERPARAMS[algo], **(hp or {})} if isinstance(hp, Mapping) or hp is None else hp,
+                              algo)
     check_int("save_freq", _get(cfg, "save_freq"), 1, optional=True)
     for name in ("train_sample", "keep_resume", "latent_diagnostics"):
         check_bool(name, _get(cfg, name))

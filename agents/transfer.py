@@ -2,13 +2,16 @@
 
     python agents/transfer.py with mhvae=runs/pendulum_sound-mhvae-seed0-rl/checkpoints/best.pt
     python agents/transfer.py with mhvae=PATH seeds=[0] timesteps=5000 test_episodes=10   # a quick look
+    python agents/transfer.py with env=my_package:MyEnv-v0 mhvae=PATH latent_diagnostics=False   # any Dict env
     python agents/transfer.py print_config
 
-For every training condition (image, sound, both) and seed an agent is trained (or reused from
+``env`` is any environment agents/train.py takes (an alias, a registered Gymnasium id or ``module:Id``, observing a
+Dict of >= 2 sensors); the conditions default to each sensor alone and all together (``both`` for two sensors).
+For every training condition (image, sound, both on PendulumSound) and seed an agent is trained (or reused from
 ``out_dir/agents/<condition>-seed<s>`` when it was trained there with the same settings, MHVAE checkpoint hash
 included; a folder holding an agent with other settings is refused: use another out_dir), then evaluated for ``test_episodes`` episodes under every test condition. References: a uniform random policy
 and the same algorithm trained on the true low-dimensional state. A robustness curve evaluates agents under
-per-step sensor failures (VecSensorFailure over image and sound) for each probability in ``failure_probs``.
+per-step sensor failures (VecSensorFailure over every sensor) for each probability in ``failure_probs``.
 A latent-agreement diagnostic compares q(z_c | image), q(z_c | sound) and q(z_c | both) on the dataset's
 test split.
 
@@ -32,7 +35,8 @@ from sacred import Experiment
 
 from agents.common import (env_settings, evaluate_returns, load_agent, make_vec_env, mhvae_reference,
                            random_returns, set_threads, train_agent)
-from agents.config import CONDITIONS, ENVS, HYPERPARAMS
+from agents.config import parse_modalities
+from agents.environments import AgentEnv, check_algo
 from agents.settings import check_transfer_settings
 
 ex = prepare_experiment(Experiment("mhvae_transfer", save_git_info=False))
@@ -40,22 +44,24 @@ ex = prepare_experiment(Experiment("mhvae_transfer", save_git_info=False))
 
 @ex.config
 def config():
-    env = "pendulum_sound"
+    env = "pendulum_sound"  # an alias (pendulum_sound, hyperhot, hyperhot_hits), a Gymnasium id or module:Id
+    algo = None  # None: from the action space (Box: sac, Discrete: dqn, MultiDiscrete/MultiBinary: ppo)
     mhvae = None  # MHVAE checkpoint (required)
     seeds = [0, 1, 2]
-    timesteps = ENVS[env]["timesteps"] if env in ENVS else None  # training steps per agent
-    train_conditions = ["image", "sound", "both"]
-    test_conditions = ["image", "sound", "both"]
-    state_reference = env in ENVS and ENVS[env]["state_env_id"] is not None
+    timesteps = None  # training steps per agent; None: the env's default (agents/config.py)
+    episode_steps = None  # None: the env's registered time limit (1000 when it has none)
+    train_conditions = None  # None: each sensor alone, then all (image, sound, both on PendulumSound)
+    test_conditions = None  # None: as train_conditions' default
+    state_reference = None  # None: when the env has a state environment (agents/config.py state_env_id)
     test_episodes = 30  # per (agent, test condition); the issue asks 100
     n_eval_envs = 10  # evaluation episodes run in parallel (one batched encoder pass per step)
     failure_probs = [0.0, 0.25, 0.5, 0.75, 0.9]  # per-step, per-sensor failure probability (robustness curve)
-    robustness_conditions = ["both", "image", "sound"]  # agents (by training condition) in the robustness curve
+    robustness_conditions = None  # agents (by training condition) in the robustness curve; None: all, then each sensor
     robustness_episodes = 10
     latent_stack = None  # consecutive latents per agent observation (None: agents/config.py)
     train_failure_p = None  # train with per-step sensor failures of this probability (multi-sensor conditions)
     train_sample = False  # train on samples of q(z_c | sensors) instead of their means (tests use the means)
-    hp = HYPERPARAMS[ENVS[env]["algo"]] if env in ENVS else {}  # algorithm hyper-parameters (agents/config.py)
+    hp = {}  # hyper-parameters replacing agents/config.py's HYPERPARAMS[algo] one by one (hp.learning_rate=3e-4)
     eval_freq = 2500  # EvalCallback period during training (steps)
     n_eval_episodes = 3  # EvalCallback episodes
     save_freq = 5000  # save the training state every N steps; a re-run with the same settings resumes
@@ -63,7 +69,8 @@ def config():
     num_threads = 1
     device = "auto"  # agents' device: auto (CUDA when available) | cpu | cuda[:N]
     progress = False
-    out_dir = f"runs/transfer-{env}"
+    verbose = 1  # SB3's logger on stdout while each agent trains; 0: quiet
+    out_dir = f"runs/transfer-{str(env).replace('/', '_').replace(':', '_')}"
     budget_note = ""  # free text stored with the results (e.g. "reduced budget")
     latent_diagnostics = True  # latent agreement on the dataset's test split (needs the collected dataset)
 
@@ -82,13 +89,12 @@ def summarise(returns: np.ndarray, steps: int, win_return: float | None = None) 
 
 
 @torch.no_grad()
-def latent_agreement(model, env: str, n: int = 2000, splits=None) -> dict:
-    """How close q(z_c | one modality) is to q(z_c | all), relative to the spread of the latents."""
-    if splits is None:
-        splits = diagnostics_data(env)
+def latent_agreement(model, splits, n: int = 2000) -> dict:
+    """How close q(z_c | one modality) is to q(z_c | all), relative to the spread of the latents, on the test
+    split of ``splits`` (:func:`diagnostics_data`)."""
     batch = splits.test.batch(torch.arange(min(n, len(splits.test))))
     names = model.modality_names
-    mus = {"both": model.encode(batch)[0]}
+    mus = {"both": model.encode(batch)[0]}  # "both": every modality (the name the tables use for two)
     sig = {"both": model.encode(batch)[1].mul(0.5).exp().mean().item()}
     for name in names:
         mu, logvar = model.encode({name: batch[name]})
@@ -131,7 +137,7 @@ def pendulum_state_probe(model, n: int = 3000, seed: int = 0) -> dict:
     r2 = lambda p, t: (1 - ((p - t) ** 2).mean(0) / t.var(0)).round(3).tolist()  # noqa: E731
     half = n // 2
     mus = {name: model.encode({k: x[k] for k in subset})[0].numpy()
-           for name, subset in CONDITIONS.items()}
+           for name, subset in {"image": ("image",), "sound": ("sound",), "both": ("image", "sound")}.items()}
     out = {"targets": ["cos", "sin", "theta_dot"]}
     weights = {}
     for name, z in mus.items():
@@ -145,17 +151,35 @@ def pendulum_state_probe(model, n: int = 3000, seed: int = 0) -> dict:
     return out
 
 
-def diagnostics_data(env: str):
+def diagnostics_data(env: str | AgentEnv):
     """The dataset splits of the latent diagnostics, or a FileNotFoundError with both fixes."""
     from mhvae_perception import data
 
+    env = env_settings(env)
     try:
-        return data.load_dataset(ENVS[env].get("dataset", env))  # a reward variant shares its game's dataset
+        return data.load_dataset(env["dataset"] or env.env_id)  # a reward variant shares its game's dataset
     except FileNotFoundError as err:
         raise FileNotFoundError(f"{err}; or run without the latent diagnostics: latent_diagnostics=False") from None
 
 
+def with_defaults(cfg: dict) -> dict:
+    """``cfg`` with the env's defaults in place of None (conditions, state reference, timesteps, algorithm)."""
+    env = env_settings(cfg["env"])
+    out = dict(cfg)
+    for name in ("train_conditions", "test_conditions"):
+        out[name] = list(cfg.get(name) or env.conditions)
+    if cfg.get("robustness_conditions") is None:
+        out["robustness_conditions"] = [env.conditions[-1], *env.conditions[:-1]]
+    if cfg.get("state_reference") is None:
+        out["state_reference"] = env["state_env_id"] is not None
+    out["timesteps"] = int(cfg.get("timesteps") or env["timesteps"])
+    out["algo"] = check_algo(env, cfg.get("algo"))
+    out["episode_steps"] = int(cfg.get("episode_steps") or env.episode_steps)
+    return out
+
+
 def train_all(cfg, ck_path: Path, log, log_scalar=None) -> dict:
+    env = env_settings(cfg["env"])
     agents_dir = Path(cfg["out_dir"]) / "agents"
     conds = [(c, False) for c in cfg["train_conditions"]] + ([("state", True)] if cfg["state_reference"] else [])
     dirs, walls = {}, {}
@@ -164,20 +188,23 @@ def train_all(cfg, ck_path: Path, log, log_scalar=None) -> dict:
             d = agents_dir / f"{cond}-seed{seed}"  # a finished agent with these settings is reused as it is
             scalar = None if log_scalar is None else (
                 lambda name, value, step, tag=f"{cond}-seed{seed}": log_scalar(f"{tag}/{name}", value, step))
-            meta = train_agent(cfg["env"], None if state else CONDITIONS[cond], None if state else str(ck_path), seed,
-                               cfg["timesteps"], d, state=state, hp=json.loads(json.dumps(cfg["hp"])), eval_freq=cfg["eval_freq"],
+            meta = train_agent(env, None if state else parse_modalities(cond, env.sensors),
+                               None if state else str(ck_path), seed, cfg["timesteps"], d, state=state,
+                               hp=json.loads(json.dumps(cfg["hp"])), eval_freq=cfg["eval_freq"],
                                n_eval_episodes=cfg["n_eval_episodes"],
                                progress=cfg["progress"], latent_stack=cfg["latent_stack"],
                                train_failure_p=None if state else cfg["train_failure_p"],
                                train_sample=False if state else bool(cfg["train_sample"]), device=cfg["device"],
                                log=log, log_scalar=scalar, save_freq=cfg.get("save_freq"),
-                               keep_resume=bool(cfg.get("keep_resume", False)))
+                               keep_resume=bool(cfg.get("keep_resume", False)), algo=cfg["algo"],
+                               episode_steps=cfg["episode_steps"], verbose=int(cfg.get("verbose", 1)))
             dirs[(cond, seed)], walls[(cond, seed)] = d, meta["train_wall_s"]
     return {"dirs": dirs, "walls": walls}
 
 
 def evaluate_all(cfg, ck_path: Path, dirs: dict, log) -> dict:
-    steps, win = env_settings(cfg["env"])["episode_steps"], env_settings(cfg["env"]).get("win_return")
+    env = env_settings(cfg["env"])
+    steps, win = cfg["episode_steps"], env["win_return"]
     n, n_envs = int(cfg["test_episodes"]), int(cfg["n_eval_envs"])
     results: dict = {}
     for cond in cfg["train_conditions"]:
@@ -186,8 +213,8 @@ def evaluate_all(cfg, ck_path: Path, dirs: dict, log) -> dict:
         for test in cfg["test_conditions"]:
             per_seed = []
             for s, (agent, meta) in zip(cfg["seeds"], agents):
-                venv = make_vec_env(cfg["env"], CONDITIONS[test], str(ck_path), n_envs=n_envs, seed=100_000 + s * 1000,
-                                    n_stack=meta["latent_stack"])
+                venv = make_vec_env(env, test, str(ck_path), n_envs=n_envs, seed=100_000 + s * 1000,
+                                    n_stack=meta["latent_stack"], episode_steps=steps)
                 per_seed.append(evaluate_returns(agent, venv, n))
                 venv.close()
             results[cond][test] = summarise(np.stack(per_seed), steps, win)
@@ -196,12 +223,13 @@ def evaluate_all(cfg, ck_path: Path, dirs: dict, log) -> dict:
         per_seed = []
         for s in cfg["seeds"]:
             agent = load_agent(dirs[("state", s)], device=cfg["device"])[0]
-            venv = make_vec_env(cfg["env"], None, None, n_envs=n_envs, state=True, seed=100_000 + s * 1000)
+            venv = make_vec_env(env, None, None, n_envs=n_envs, state=True, seed=100_000 + s * 1000,
+                                episode_steps=steps)
             per_seed.append(evaluate_returns(agent, venv, n))
             venv.close()
         results["state"] = summarise(np.stack(per_seed), steps, win)
         log(f"state reference: {results['state']['mean']:.1f} ± {results['state']['std']:.1f}")
-    rand = np.stack([random_returns(cfg["env"], n, seed=200_000 + s * 1000) for s in cfg["seeds"]])
+    rand = np.stack([random_returns(env, n, seed=200_000 + s * 1000, episode_steps=steps) for s in cfg["seeds"]])
     results["random"] = summarise(rand, steps, win)
     log(f"random policy: {results['random']['mean']:.1f} ± {results['random']['std']:.1f}")
     return results
@@ -222,7 +250,8 @@ def normalised_transfer(results: dict, conditions) -> dict:
 
 
 def robustness(cfg, ck_path: Path, dirs: dict, log) -> dict:
-    steps, win = env_settings(cfg["env"])["episode_steps"], env_settings(cfg["env"]).get("win_return")
+    env = env_settings(cfg["env"])
+    steps, win = cfg["episode_steps"], env["win_return"]
     out = {"failure_probs": list(map(float, cfg["failure_probs"])), "episodes_per_seed": int(cfg["robustness_episodes"])}
     for cond in cfg["robustness_conditions"]:
         if cond not in cfg["train_conditions"]:
@@ -232,9 +261,9 @@ def robustness(cfg, ck_path: Path, dirs: dict, log) -> dict:
         for p in cfg["failure_probs"]:
             per_seed = []
             for s, (agent, meta) in zip(cfg["seeds"], agents):
-                venv = make_vec_env(cfg["env"], ("image", "sound"), str(ck_path), n_envs=int(cfg["n_eval_envs"]),
+                venv = make_vec_env(env, env.sensors, str(ck_path), n_envs=int(cfg["n_eval_envs"]),
                                     seed=300_000 + s * 1000, n_stack=meta["latent_stack"], failure_p=float(p),
-                                    failure_seed=s)
+                                    failure_seed=s, episode_steps=steps)
                 per_seed.append(evaluate_returns(agent, venv, int(cfg["robustness_episodes"])))
                 venv.close()
             curve.append(summarise(np.stack(per_seed), steps, win))
@@ -276,8 +305,8 @@ def write_outputs(cfg, results: dict, norm: dict, robust: dict, agreement: dict,
     lines += [f"| {k} | " + ("undefined (no better than random on its own condition)" if v is None else f"{v:.0f} %")
               + " |" for k, v in norm.items()]
     if robust:
-        lines += ["", f"Robustness: return under per-step, per-sensor failure probability p (image and sound; never "
-                      f"both at once), {robust['episodes_per_seed']} episodes × {len(cfg['seeds'])} seeds:", "",
+        lines += ["", f"Robustness: return under per-step, per-sensor failure probability p (every sensor; never "
+                      f"all at once), {robust['episodes_per_seed']} episodes × {len(cfg['seeds'])} seeds:", "",
                   "| trained on \\ p | " + " | ".join(f"{p:g}" for p in robust["failure_probs"]) + " |",
                   "|---|" + "---|" * len(robust["failure_probs"])]
         for cond in cfg["robustness_conditions"]:
@@ -328,6 +357,7 @@ def run(cfg: dict, log=print, log_scalar: Callable[[str, float, int], None] | No
     """The whole experiment; ``log_scalar(name, value, step)`` (sacred's ``_run.log_scalar``) gets every
     training curve, cell mean and normalised transfer. Every setting is checked first."""
     check_transfer_settings(cfg)
+    cfg = with_defaults(cfg)
     set_threads(cfg["num_threads"])
     ck_path = shipped_or_path(cfg["mhvae"])
     # the diagnostics' dataset is loaded first: a missing file is reported before hours of training
@@ -359,9 +389,9 @@ def run(cfg: dict, log=print, log_scalar: Callable[[str, float, int], None] | No
     times["robustness_s"] = time.perf_counter() - t0
     agreement: dict = {}
     if splits is not None:
-        agreement = latent_agreement(resolve_model(ck_path)[0], cfg["env"], splits=splits)
+        agreement = latent_agreement(resolve_model(ck_path)[0], splits)
         log("latent agreement: " + json.dumps({k: round(v, 3) for k, v in agreement.items() if k.startswith("rel_")}))
-    if cfg["env"] == "pendulum_sound":
+    if env_settings(cfg["env"])["state_probe"]:
         agreement["state_probe"] = pendulum_state_probe(resolve_model(ck_path)[0])
         log("state probe (R² cos, sin, θ̇): " + json.dumps({k: v for k, v in agreement["state_probe"].items()
                                                              if k.startswith("r2")}))

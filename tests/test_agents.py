@@ -50,9 +50,13 @@ class MarkerPayload:
 
 
 def test_parse_conditions():
-    assert parse_modalities("both") == ("image", "sound")
+    sensors = ("image", "sound")
+    assert parse_modalities("both", sensors) == ("image", "sound") == parse_modalities("all", sensors)
     assert parse_modalities("sound,image") == ("sound", "image")
-    assert condition_name(["sound", "image"]) == "both" and condition_name("image") == "image"
+    assert condition_name(["sound", "image"], sensors) == "both" and condition_name("image") == "image"
+    assert condition_name(["a", "b", "c"], ("a", "b", "c")) == "all" and condition_name(["a", "b"], "abc") == "a+b"
+    with pytest.raises(ValueError, match="every sensor"):
+        parse_modalities("both")  # which sensors "both" means depends on the environment
 
 
 def test_short_sac_run_saves_safely_with_mhvae_reference(checkpoint, trained):
@@ -337,9 +341,10 @@ def test_collection_policy_acts_like_the_agent_on_raw_observations(checkpoint, t
 def test_hyperhot_hits_variant_adds_the_kill_reward_to_the_same_game():
     """The denser-reward variant is the same game (same random actions, same episodes) plus +1 per kill: its
     random-policy returns are never lower and are higher where the random ship killed an enemy."""
-    from agents.config import ENVS
+    from agents.common import env_settings
 
-    assert ENVS["hyperhot_hits"]["dataset"] == "hyperhot" and ENVS["hyperhot"].get("env_kwargs") is None
+    assert env_settings("hyperhot_hits")["dataset"] == "hyperhot" and env_settings("hyperhot").env_kwargs == {}
+    assert env_settings("hyperhot_hits").env_id == env_settings("hyperhot").env_id == "Hyperhot-v0"
     plain, hits = random_returns("hyperhot", 3, seed=0), random_returns("hyperhot_hits", 3, seed=0)
     assert np.all(hits >= plain) and np.any(hits > plain)
 
@@ -367,11 +372,11 @@ def test_train_sample_trains_on_posterior_samples_and_evaluates_on_means(checkpo
 
 
 def test_hyperhot_win_rate_counts_the_episodes_that_reach_the_win_return():
-    from agents.config import ENVS
+    from agents.common import env_settings
     from agents.transfer import fmt, summarise
 
-    win = ENVS["hyperhot_hits"]["win_return"]
-    hit = ENVS["hyperhot_hits"]["env_kwargs"]["hit_reward"]
+    win = env_settings("hyperhot_hits")["win_return"]
+    hit = env_settings("hyperhot_hits").env_kwargs["hit_reward"]
     assert 3 * hit - 1 < win <= 10 + 4 * hit  # three kills without the win stay below; a win reaches it
     returns = np.array([[14.0, 2.0, -1.0, 14.0], [0.0, -1.0, 1.0, 13.0]])  # seeds x episodes
     s = summarise(returns, steps=450, win_return=win)
