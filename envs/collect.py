@@ -1,6 +1,7 @@
 """Command line: collect a pretraining dataset of any Gymnasium environment with a Dict observation space.
 
-``python -m envs.collect --env-id PendulumSound-v0 [--n-train N --n-test N] [--seed 0] [--n-envs 4] [--out PATH]``
+``python -m envs.collect --env-id PendulumSound-v0 [--n-train N --n-test N] [--seed 0] [--n-envs 4] [--out PATH]
+[--state-source auto|info:KEY|sensor:NAME|none]``
 (``--env`` is the older spelling of ``--env-id``). Ids of other packages: ``--env-id module:EnvId``. A progress
 bar with an ETA is shown unless ``--no-progress``.
 """
@@ -25,6 +26,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-test", type=int, default=None)
     parser.add_argument("--n-envs", type=int, default=collector.DEFAULT_N_ENVS, help="environments stepped together")
     parser.add_argument("--env-kwargs", default="{}", help="JSON object of gym.make keyword arguments")
+    parser.add_argument("--state-source", default="auto",
+                        help="where the true state for the probes comes from: auto (info['state'] when the env "
+                             "declares state_names), info:<key>, sensor:<name> or none")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
@@ -33,7 +37,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--env-kwargs must be a JSON object: {err}")
     t0 = time.perf_counter()
     path = collector.collect(args.env_id, args.n_train, args.n_test, args.seed, env_kwargs=env_kwargs,
-                             n_envs=args.n_envs, progress=not args.no_progress, path=args.out)
+                             n_envs=args.n_envs, progress=not args.no_progress, path=args.out,
+                             state_source=args.state_source)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB) in {time.perf_counter() - t0:.1f} s")
 
 

@@ -33,14 +33,15 @@ from sacred import Experiment
 from tqdm.auto import tqdm
 
 from mhvae_perception import checkpoints, data, estimators, presets, pretrained, registry
+from mhvae_perception.data.describe import transfer_recipe
 from mhvae_perception.hub import shipped_or_path
 from mhvae_perception.models.devices import resolve_device
 from mhvae_perception.models.specs import ModelConfig
 from pretrain import figures, results_table
 from pretrain.paper import PROTOCOL
 from pretrain.runfolder import RunFolderLock, RunPaths, epoch_seed, rng_state, seed_everything, set_rng_state
-from pretrain.settings import (SettingsError, check_settings, compare_with_recorded, recorded_data_settings,
-                               training_settings)
+from pretrain.settings import (SettingsError, check_settings, compare_with_recorded, default_schedule,
+                               recorded_data_settings, training_settings)
 
 ex = prepare_experiment(Experiment("mhvae_pretrain", save_git_info=False))
 
@@ -53,14 +54,17 @@ def config():
     env_id = None  # instead of dataset: any Gymnasium env with a Dict observation (e.g. PendulumSound-v0), collected when missing
     model = "mhvae"  # mhvae | jmvae | mvae (mhvae_perception.models.registry.MODEL_KINDS)
     seed = 0  # seeds parameters, data order, binarisation and sampling (fixed default so re-runs resume)
-    epochs = 50 if dataset == "celeba" else 500  # training epochs (raising it continues a finished run)
-    lr = 1e-4 if dataset == "celeba" else 1e-3  # Adam learning rate
-    batch_size = 128 if dataset == "celeba" else 64
-    warmup_modality_epochs = 5 if dataset == "celeba" else 100  # U_m: KL warm-up of the modality latents (MHVAE)
-    warmup_core_epochs = 10 if dataset == "celeba" else 200  # U_c: KL warm-up of the core latent z_c (MHVAE)
-    warmup_epochs = 10 if dataset == "celeba" else 200  # U_b: KL warm-up of the baselines (JMVAE, MVAE)
-    eval_samples = 500 if dataset == "celeba" else 5000  # K: importance samples per test point
-    eval_points = None  # evaluate on the first N points of the test split (None: all)
+    # the schedule: the paper's for its datasets, a short one for environments (pretrain.settings.default_schedule)
+    epochs = default_schedule(dataset, env_id)["epochs"]  # training epochs (raising it continues a finished run)
+    lr = default_schedule(dataset, env_id)["lr"]  # Adam learning rate
+    batch_size = default_schedule(dataset, env_id)["batch_size"]
+    warmup_modality_epochs = default_schedule(dataset, env_id)["warmup_modality_epochs"]  # U_m: KL warm-up of the modality latents (MHVAE)
+    warmup_core_epochs = default_schedule(dataset, env_id)["warmup_core_epochs"]  # U_c: KL warm-up of the core latent z_c (MHVAE)
+    warmup_epochs = default_schedule(dataset, env_id)["warmup_epochs"]  # U_b: KL warm-up of the baselines (JMVAE, MVAE)
+    eval_samples = default_schedule(dataset, env_id)["eval_samples"]  # K: importance samples per test point
+    # the loss weights: paper (the paper's datasets) | transfer (environments: a rule on the sensors, beyond the paper)
+    loss_recipe = default_schedule(dataset, env_id)["loss_recipe"]
+    eval_points = default_schedule(dataset, env_id)["eval_points"]  # evaluate on the first N points of the test split (None: all)
     eval_batch_size = 64  # test points per estimator call (memory is bounded by the estimator's chunking)
     eval_chunk_size = None  # importance samples drawn at once (None: the library's memory-bounded default)
     eval_checkpoint = "best"  # which checkpoint the final evaluation uses: best (validation ELBO) | last
@@ -69,6 +73,7 @@ def config():
     figures = True  # write image grids and learning curves
     split_seed = 0  # seeds the train/valid/test split (keep fixed to compare runs)
     data_path = None  # CelebA folder or environment .npz (None: the defaults in mhvae_perception.data)
+    state_source = "auto"  # env datasets: the probes' true state: auto | info:<key> | sensor:<name> | none
     max_train_batches = None  # cap on batches per epoch (quick looks, tests); None: whole epoch
     valid_points = None  # cap on validation points per epoch; None: whole validation split
     tag = ""  # appended to the default run_dir
@@ -100,8 +105,10 @@ def load_splits(cfg: dict, collect_if_missing: bool = True) -> data.DatasetSplit
     """The train/valid/test splits the settings name: ``env_id``'s dataset (collected when missing, if allowed),
     else ``dataset``'s."""
     if cfg.get("env_id"):
+        source = cfg.get("state_source", "auto")  # passed only when chosen: files collected before it existed load
         return data.load_env_splits(cfg["env_id"], path=cfg["data_path"], split_seed=cfg["split_seed"],
-                                    collect_if_missing=collect_if_missing)
+                                    collect_if_missing=collect_if_missing,
+                                    **({} if source == "auto" else {"state_source": source}))
     return data.load_dataset(cfg["dataset"], split_seed=cfg["split_seed"], path=cfg["data_path"])
 
 
@@ -120,6 +127,10 @@ def model_from_settings(cfg: dict, splits: data.DatasetSplits):
         if splits.normalisation:
             kwargs["normalisation"] = splits.normalisation
         description = presets.config(splits.name, model=cfg["model"], **kwargs)
+    if cfg.get("loss_recipe", "paper") == "transfer":
+        recipe = transfer_recipe(description.modalities, cfg["model"])
+        print(f"loss_recipe=transfer (beyond the paper; override with model_overrides): {json.dumps(recipe)}")
+        description = description.with_overrides(recipe)
     try:
         description = description.with_overrides(cfg.get("model_overrides") or {})
     except (ValueError, KeyError) as err:

@@ -197,7 +197,8 @@ def test_inferred_specs_for_every_kind(capsys):
     assert (m["colour"].likelihood, m["colour"].shape, m["colour"].latent_dim) == ("bernoulli", (3, 64, 64), 32)
     assert len(m["colour"].network_kwargs["conv_layers"]) == 3  # 64 -> 32 -> 16 -> 8
     assert m["grey"].likelihood == "bernoulli" and m["grey"].latent_dim == 16
-    assert (m["vec"].likelihood, m["vec"].network, m["vec"].latent_dim) == ("gaussian", "mlp", 2)
+    # a vector sensor's latent is never smaller than the sensor (a 3-d state keeps 3 dimensions)
+    assert (m["vec"].likelihood, m["vec"].network, m["vec"].latent_dim) == ("gaussian", "mlp", 3)
     np.testing.assert_allclose(m["vec"].normalisation.mean, vec.astype(np.float64).mean(0), rtol=1e-5)
     np.testing.assert_allclose(m["vec"].normalisation.std, vec.astype(np.float64).std(0), rtol=1e-5)
     assert (m["label"].likelihood, m["label"].shape, m["label"].latent_dim) == ("categorical", (10,), 10)

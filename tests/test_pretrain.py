@@ -583,3 +583,37 @@ def test_init_weights_fine_tunes_a_model_with_its_own_description(tmp_path):
     with pytest.raises(SettingsError, match="is a mhvae model.*model='jmvae'"):
         run(dict(common, data_path=str(other), epochs=1, run_dir=str(tmp_path / "y"), model="jmvae",
                  init_weights=str(tmp_path / "src" / "checkpoints" / "last.pt")))
+
+
+def test_env_datasets_default_to_a_short_schedule_and_the_transfer_recipe(tmp_path, monkeypatch):
+    """Environment datasets: 30 epochs, U_m 6 / U_c 12, K = 100 on 1,000 points and the transfer recipe's loss
+    weights (the paper's datasets keep the paper's schedule and loss); a run records the recipe it used."""
+    from pretrain.settings import ENV_SCHEDULE, default_schedule
+
+    assert default_schedule("pendulum_sound") == default_schedule("mnist", env_id="Any-v0") == ENV_SCHEDULE
+    assert default_schedule("mnist")["epochs"] == 500 and default_schedule("mnist")["loss_recipe"] == "paper"
+    assert default_schedule("celeba")["eval_samples"] == 500 and default_schedule("celeba")["eval_points"] is None
+    cfg = ex.run("print_config", config_updates={"dataset": "pendulum_sound"}, options={"--loglevel": "ERROR"}).config
+    assert {k: cfg[k] for k in ENV_SCHEDULE} == ENV_SCHEDULE
+    splits = synthetic_pendulum_sound()
+    model = run_mod.model_from_settings(dict(model="mhvae", loss_recipe="transfer", warmup_modality_epochs=1,
+                                             warmup_core_epochs=1), splits)
+    assert model.config.modality("sound").recon_weight == 20.0 and model.config.modality("image").kl_weight == 10.0
+    assert model.config.agreement_weight == 10.0
+    # model_overrides still have the last word
+    model = run_mod.model_from_settings(dict(model="mhvae", loss_recipe="transfer", warmup_modality_epochs=1,
+                                             warmup_core_epochs=1, model_overrides={"agreement_weight": 0.0}), splits)
+    assert model.config.agreement_weight == 0.0 and model.config.modality("sound").recon_weight == 20.0
+    paper = run_mod.model_from_settings(dict(model="mhvae", loss_recipe="paper", warmup_modality_epochs=1,
+                                             warmup_core_epochs=1), splits)
+    assert paper.config.modality("sound").recon_weight == 1.0 and paper.config.agreement_weight == 0.0
+    monkeypatch.setattr(data, "load_dataset", lambda name, split_seed=0, root=None, path=None: splits)
+    rd = tmp_path / "recipe"
+    run({"dataset": "pendulum_sound", "epochs": 1, "batch_size": 32, "max_train_batches": 2, "eval_samples": 2,
+         "eval_points": 4, "evaluate_after": False, "figures": False, "progress": False, "device": "cpu",
+         "run_dir": str(rd), "tensorboard": False})
+    ck = checkpoints.load_checkpoint(rd / "checkpoints" / "last.pt")
+    assert ck.config["agreement_weight"] == 10.0 and ck.config["modalities"][1]["recon_weight"] == 20.0
+    with pytest.raises(SettingsError, match="loss_recipe"):
+        run({"dataset": "pendulum_sound", "loss_recipe": "follow-up", "run_dir": str(tmp_path / "bad")})
+    assert not (tmp_path / "bad").exists()

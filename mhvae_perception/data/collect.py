@@ -8,9 +8,13 @@ ONE ``np.savez_compressed`` file, read back with ``allow_pickle=False``:
 * ``train_<key>`` / ``test_<key>`` for every key of the observation ``Dict``, in the dtype it is stored in
   (see :func:`storage_dtype`: uint8 images stay uint8, binary float images are stored as uint8 0/1, Discrete as
   int64, MultiBinary as uint8, other Boxes in their own dtype);
-* ``train_state`` / ``test_state`` (float32, (N, d)) when the environment exposes its true state: by the
-  project's convention ``info["state"]`` (a 1-D float array) on ``reset`` and ``step`` and
-  ``env.unwrapped.state_names`` (a tuple of d strings);
+* ``train_state`` / ``test_state`` (float32, (N, d)) when the environment exposes its true state (for the
+  probes that predict transfer). Where it comes from is the ``state_source`` setting (:func:`resolve_state_source`):
+  ``"auto"`` (default: ``info["state"]``, a 1-D float array on ``reset`` and ``step``, when the environment
+  declares ``state_names``, a tuple of d strings, at any wrapper level), ``"info:<key>"`` (``info[key]``),
+  ``"sensor:<name>"`` (one of the observation's own sensors, e.g. a state vector rendered beside the pixels;
+  it stays a sensor too) or ``"none"``. Names: the environment's ``state_names`` when their number matches,
+  else ``<key>[i]``;
 * ``metadata``: a JSON string (see :func:`collect` for its keys), never a pickled object.
 
 Train and test come from independent streams: the sub-environments are reset with seeds drawn from
@@ -25,6 +29,7 @@ import os
 import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
@@ -116,7 +121,7 @@ def make_policy(policy: Union[str, os.PathLike, PolicyFn], vec_env: gym.vector.V
 # --------------------------------------------------------------------------------------------------
 def collection_settings(env_id: str, n_train: Optional[int] = None, n_test: Optional[int] = None, seed: int = 0,
                         env_kwargs: Optional[Mapping[str, Any]] = None, policy: Any = "random",
-                        n_envs: int = DEFAULT_N_ENVS) -> dict:
+                        n_envs: int = DEFAULT_N_ENVS, state_source: str = "auto") -> dict:
     """The settings that define a dataset, with defaults filled in (sizes from a registered preset, else
     :data:`GENERIC_SIZES`) and checked: a bad value raises ``ValueError`` before anything runs."""
     preset = env_preset(env_id)
@@ -136,7 +141,8 @@ def collection_settings(env_id: str, n_train: Optional[int] = None, n_test: Opti
     policy_desc = policy if isinstance(policy, str) else (os.fspath(policy) if isinstance(policy, os.PathLike)
                                                            else f"callable:{getattr(policy, '__qualname__', '?')}")
     return {"env_id": env_id, "n_train": int(n_train), "n_test": int(n_test), "seed": int(seed),
-            "env_kwargs": env_kwargs, "policy": policy_desc, "n_envs": int(n_envs)}
+            "env_kwargs": env_kwargs, "policy": policy_desc, "n_envs": int(n_envs),
+            "state_source": check_state_source(state_source)}
 
 
 def default_path(env_id: str, settings: Optional[Mapping[str, Any]] = None) -> Path:
@@ -176,25 +182,87 @@ class _Buffers:
         self.filled += take
 
 
-def _batched_state(infos: Mapping[str, Any], n_envs: int, what: str) -> np.ndarray:
-    if "state" not in infos or not np.all(infos.get("_state", True)):
-        raise ValueError(f"the environment declares state_names but its {what} info lacks 'state' for some "
-                         f"sub-environment; return info['state'] (a 1-D float array) from reset and step")
-    return np.asarray(infos["state"], dtype=np.float32).reshape(n_envs, -1)
+STATE_SOURCES = ("auto", "none", "info:<key>", "sensor:<name>")
+
+
+@dataclass(frozen=True)
+class StateSource:
+    """Where a collection reads the true state: ``info[key]`` (``kind="info"``) or the sensor ``key`` of the
+    observation (``kind="sensor"``); ``names``: the state variables' names when the environment declares them."""
+
+    kind: str
+    key: str
+    names: Optional[tuple[str, ...]] = None
+
+    def batch(self, obs: Mapping[str, Any], infos: Mapping[str, Any], n_envs: int, what: str) -> np.ndarray:
+        """The (n_envs, d) float32 states of one vector-env ``reset`` or ``step``."""
+        if self.kind == "sensor":
+            return np.asarray(obs[self.key], dtype=np.float32).reshape(n_envs, -1)
+        if self.key not in infos or not np.all(infos.get(f"_{self.key}", True)):
+            raise ValueError(f"the state source is info[{self.key!r}] but the {what} info lacks it for some "
+                             f"sub-environment; return info[{self.key!r}] (a 1-D float array) from reset and step, "
+                             f"or choose another state_source ({', '.join(STATE_SOURCES)})")
+        return np.asarray(infos[self.key], dtype=np.float32).reshape(n_envs, -1)
+
+    def names_for(self, width: int) -> tuple[str, ...]:
+        """The declared names when there are ``width`` of them, else ``<key>[i]``."""
+        if self.names is not None and len(self.names) == width:
+            return self.names
+        return tuple(f"{self.key}[{i}]" for i in range(width))
+
+
+def env_attribute(env: gym.Env, name: str) -> Any:
+    """``env``'s attribute ``name`` found at any wrapper level (the outermost first), or None."""
+    try:
+        return env.get_wrapper_attr(name)
+    except AttributeError:
+        return None
+
+
+def check_state_source(value: Any) -> str:
+    """``value`` if it is a valid ``state_source`` spelling, else a ValueError naming the choices."""
+    if isinstance(value, str) and (value in ("auto", "none") or re.fullmatch(r"(info|sensor):\S+", value)):
+        return value
+    raise ValueError(f"state_source must be one of {', '.join(STATE_SOURCES)} (e.g. 'sensor:state' or "
+                     f"'info:qpos'), got {value!r}")
+
+
+def resolve_state_source(source: str, env: gym.Env) -> Optional[StateSource]:
+    """The :class:`StateSource` that ``source`` names for ``env`` (a single, unwrapped-or-wrapped env), or None.
+
+    ``"auto"``: ``info["state"]`` when the environment declares ``state_names`` (at any wrapper level), else no
+    state. ``"info:<key>"`` / ``"sensor:<name>"``: that info entry / that Box sensor (checked here)."""
+    check_state_source(source)
+    declared = env_attribute(env, "state_names")
+    names = tuple(str(s) for s in declared) if declared is not None else None
+    if source == "none":
+        return None
+    if source == "auto":
+        return StateSource("info", "state", names) if names else None
+    kind, key = source.split(":", 1)
+    space = env.observation_space
+    if kind == "sensor":
+        if not isinstance(space, spaces.Dict) or key not in space.spaces:
+            sensors = sorted(space.spaces) if isinstance(space, spaces.Dict) else []
+            raise ValueError(f"state_source={source!r}: the observation has no sensor {key!r} (sensors: {sensors})")
+        if not isinstance(space.spaces[key], spaces.Box):
+            raise ValueError(f"state_source={source!r}: sensor {key!r} is {space.spaces[key]}, not a Box of numbers")
+    return StateSource(kind, key, names)
 
 
 def collect_split(env_id: str, n: int, seeds: Sequence[int], env_kwargs: Mapping[str, Any], policy: Any,
-                  bar: Any = None) -> tuple[dict[str, np.ndarray], Optional[np.ndarray], str]:
+                  bar: Any = None, state_source: str = "auto"
+                  ) -> tuple[dict[str, np.ndarray], Optional[np.ndarray], str]:
     """``n`` observations (rows in (step, sub-environment) order, reset observations included) of
-    ``len(seeds)`` sub-environments, and their true states when the environment exposes them."""
+    ``len(seeds)`` sub-environments, and their true states when ``state_source`` finds them."""
     vec = gym.vector.SyncVectorEnv([lambda: gym.make(env_id, **env_kwargs) for _ in seeds],
                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     try:
         space = vec.single_observation_space
-        state_names = getattr(vec.envs[0].unwrapped, "state_names", None)
+        source = resolve_state_source(state_source, vec.envs[0])
         act, policy_desc = make_policy(policy, vec, int(seeds[0]))
         obs, infos = vec.reset(seed=[int(s) for s in seeds])
-        state = _batched_state(infos, len(seeds), "reset") if state_names else None
+        state = source.batch(obs, infos, len(seeds), "reset") if source else None
         buffers = _Buffers(space, n, None if state is None else state.shape[1])
         while True:
             before = buffers.filled
@@ -204,7 +272,7 @@ def collect_split(env_id: str, n: int, seeds: Sequence[int], env_kwargs: Mapping
             if buffers.filled >= n:
                 break
             obs, _, _, _, infos = vec.step(act(obs))
-            state = _batched_state(infos, len(seeds), "step") if state_names else None
+            state = source.batch(obs, infos, len(seeds), "step") if source else None
     finally:
         vec.close()
     return buffers.arrays, buffers.state, policy_desc
@@ -212,7 +280,7 @@ def collect_split(env_id: str, n: int, seeds: Sequence[int], env_kwargs: Mapping
 
 def collect(env_id: str, n_train: Optional[int] = None, n_test: Optional[int] = None, seed: int = 0,
             env_kwargs: Optional[Mapping[str, Any]] = None, policy: Any = "random", n_envs: int = DEFAULT_N_ENVS,
-            progress: bool = True, path: Optional[Union[str, os.PathLike]] = None) -> Path:
+            progress: bool = True, path: Optional[Union[str, os.PathLike]] = None, state_source: str = "auto") -> Path:
     """Collect ``n_train`` + ``n_test`` observations of ``env_id`` and write them to one ``.npz``; returns its path.
 
     ``env_id`` may be ``"module:EnvId"`` or a registered preset's alias. ``policy``: ``"random"`` (the vector action space's ``sample``), a
@@ -222,17 +290,18 @@ def collect(env_id: str, n_train: Optional[int] = None, n_test: Optional[int] = 
     ``policy``, ``seed``, ``n_envs``, ``train_seeds``, ``test_seeds``, ``n_train``, ``n_test``,
     ``observation_space`` (:func:`space_to_json`), ``modalities`` (per key: ``stored_dtype``, ``shape``),
     ``state_names`` (or null), ``state_key``, ``settings`` (as :func:`collection_settings`), ``versions``
-    (mhvae_perception, gymnasium, numpy, python), ``collect_seconds``.
+    (mhvae_perception, gymnasium, numpy, python), ``collect_seconds``. ``state_source``: see the module docstring.
     """
     env_id = resolve_env_id(resolve_env_name(env_id))  # a preset alias, "module:EnvId" or an id
-    settings = collection_settings(env_id, n_train, n_test, seed, env_kwargs, policy, n_envs)
+    settings = collection_settings(env_id, n_train, n_test, seed, env_kwargs, policy, n_envs, state_source)
     probe = gym.make(env_id, **settings["env_kwargs"])
-    space = probe.observation_space
-    state_names = getattr(probe.unwrapped, "state_names", None)
-    probe.close()
-    check_observation_space(space)
-    if state_names is not None:
-        state_names = tuple(str(s) for s in state_names)
+    try:
+        space = probe.observation_space
+        check_observation_space(space)
+        source = resolve_state_source(settings["state_source"], probe)  # a bad sensor name fails here
+    finally:
+        probe.close()
+    state_names: Optional[tuple[str, ...]] = None
     path = Path(path) if path is not None else default_path(env_id, settings)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")  # np.savez_compressed would append it anyway
@@ -253,10 +322,12 @@ def collect(env_id: str, n_train: Optional[int] = None, n_test: Optional[int] = 
     try:
         for split in ("train", "test"):
             arrays, states, policy_desc = collect_split(env_id, settings[f"n_{split}"], seeds[split],
-                                                        settings["env_kwargs"], policy, bar)
-            if states is not None and states.shape[1] != len(state_names):
-                raise ValueError(f"info['state'] has {states.shape[1]} entries but env.unwrapped.state_names "
-                                 f"names {len(state_names)}")
+                                                        settings["env_kwargs"], policy, bar, settings["state_source"])
+            if states is not None:
+                if settings["state_source"] == "auto" and states.shape[1] != len(source.names):
+                    raise ValueError(f"info['state'] has {states.shape[1]} entries but the environment's "
+                                     f"state_names names {len(source.names)}")
+                state_names = source.names_for(states.shape[1])
             out.update({array_key(split, k): v for k, v in arrays.items()})
             if states is not None:
                 out[array_key(split, skey)] = states

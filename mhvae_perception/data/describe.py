@@ -13,7 +13,8 @@ Rules, per sensor of a ``Dict`` observation space (every choice is printed and e
   the decoder mirrors it. Latent z_i: 16 for up to 64x64x1 values, else 32.
 * **Other Box** (vectors, matrices, unbounded or non-[0, 1] values): ``mlp`` [64, 64] (or [256, 256] above 64
   values), Swish, no BatchNorm, a **Gaussian** likelihood on values normalised with the training data's
-  per-feature mean and std (std floored at 1e-6). Latent: clip(ceil(size / 2), 2, 16).
+  per-feature mean and std (std floored at 1e-6). Latent: the sensor's own size, at least 2 and at most 64 (a
+  state vector is never squeezed below its dimension; longer signals such as waveforms get 64).
 * **Discrete(n)**: one-hot (n,), **categorical**, ``mlp`` [64, 64] with BatchNorm; latent clip(n, 2, 16).
 * **MultiBinary**: **Bernoulli**, ``mlp`` [64, 64] with BatchNorm; latent clip(ceil(size / 2), 2, 16).
 * **Core**: z_c size = the largest modality latent; core MLP 3 x 256 (as the PendulumSound preset).
@@ -29,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 from gymnasium import spaces
@@ -40,6 +41,7 @@ from .spaces import check_observation_space
 MIN_IMAGE_SIDE = 16
 MAX_CHANNELS = 4
 MIN_STD = 1e-6
+MAX_VECTOR_LATENT = 64
 
 
 @dataclass(frozen=True)
@@ -193,7 +195,7 @@ def infer_modality(name: str, space: spaces.Space, statistics: Mapping[str, Any]
     if layout.kind == "vector":
         size = math.prod(layout.model_shape)
         hidden = [64, 64] if size <= 64 else [256, 256]
-        latent = _clip(math.ceil(size / 2), 2, 16)
+        latent = _clip(size, 2, MAX_VECTOR_LATENT)
         if "mean" not in statistics:
             raise ValueError(f"sensor {name!r}: a Gaussian modality needs the training data's mean/std "
                              f"(pass train_arrays or statistics)")
@@ -277,3 +279,43 @@ def infer_model_config(observation_space: spaces.Dict, train_arrays: Optional[Ma
         core = dataclasses.replace(core, hidden=())
         say(f"  {kind}: one latent of size {core.latent_dim}, modality networks fused by one linear layer")
     return ModelConfig(kind, tuple(modalities), core, **rest)
+
+
+# --------------------------------------------------------------------------------------------------
+# the transfer recipe (beyond the paper)
+# --------------------------------------------------------------------------------------------------
+#: Per value of a sensor, how much its reconstruction log-likelihood weighs relative to a Bernoulli or
+#: categorical value. A normalised Gaussian value with a learned variance scores tens of times more nats
+#: than a mostly-black pixel; 30 reproduces Hyperhot's measured best image weight (λ_image = 20 against its
+#: 8,376-value Gaussian waveform, docs/TRANSFER.md).
+GAUSSIAN_VALUE_SCALE = 30.0
+RECIPE_KL_WEIGHT = 10.0  # β^m on every sensor: the PendulumSound sweep's best (docs/TRANSFER.md)
+RECIPE_AGREEMENT_WEIGHT = 10.0  # γ of the agreement term, same sweep
+RECIPE_MAX_RECON_WEIGHT = 100.0  # the largest λ the sweep used
+
+
+def reconstruction_scale(spec: ModalitySpec) -> float:
+    """A sensor's number of values times :data:`GAUSSIAN_VALUE_SCALE` for a Gaussian likelihood (1 otherwise)."""
+    return math.prod(spec.shape) * (GAUSSIAN_VALUE_SCALE if spec.likelihood == "gaussian" else 1.0)
+
+
+def transfer_recipe(modalities: Sequence[ModalitySpec], kind: str = "mhvae") -> dict:
+    """Loss weights for an MHVAE whose core latent must mean the same from every sensor (for cross-sensor
+    transfer), from a stated rule on the sensors, as :meth:`ModelConfig.with_overrides` overrides:
+
+    * λ_i (``recon_weight``) = max_j scale_j / scale_i, at most 100, with scale = :func:`reconstruction_scale`:
+      each sensor's reconstruction weighs about as much as the largest one's, so that z_c does not learn one
+      sensor only (PendulumSound: λ_sound = 20 for 12 Gaussian values against 7,200 pixels; Hyperhot:
+      λ_image = 19.6 against its waveform);
+    * for the MHVAE (``kind``), β^m_i (``kl_weight``) = 10 on every sensor and the agreement term γ = 10 (an
+      extension beyond the paper: the single-sensor core posteriors are pulled towards the all-sensor one).
+      The baselines get the λ_i only (β^m and γ are the MHVAE's).
+    """
+    scales = {m.name: reconstruction_scale(m) for m in modalities}
+    top = max(scales.values())
+    weights = {name: {"recon_weight": round(min(top / scale, RECIPE_MAX_RECON_WEIGHT), 3)} for name, scale in scales.items()}
+    if kind != "mhvae":
+        return {"modalities": weights}
+    for changes in weights.values():
+        changes["kl_weight"] = RECIPE_KL_WEIGHT
+    return {"modalities": weights, "agreement_weight": RECIPE_AGREEMENT_WEIGHT}

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 sound_statistics = feature_statistics  # the name older code uses
 
-_COLLECT_KEYS = ("n_train", "n_test", "seed", "env_kwargs", "policy", "n_envs", "progress")
+_COLLECT_KEYS = ("n_train", "n_test", "seed", "env_kwargs", "policy", "n_envs", "state_source", "progress")
 
 
 def load_env_splits(env_id: str, path: Optional[os.PathLike] = None, split_seed: int = 0,
@@ -33,7 +33,7 @@ def load_env_splits(env_id: str, path: Optional[os.PathLike] = None, split_seed:
     ``env_id``: a Gymnasium id, ``"module:EnvId"``, or a registered preset's alias (``"pendulum_sound"``).
     ``path`` defaults to :func:`mhvae_perception.data.collect.default_path` of the collection settings;
     ``collect_kwargs`` are :func:`mhvae_perception.data.collect.collect`'s (``n_train``, ``n_test``, ``seed``,
-    ``env_kwargs``, ``policy``, ``n_envs``, ``progress``); an existing file collected with other settings than
+    ``env_kwargs``, ``policy``, ``n_envs``, ``state_source``, ``progress``); an existing file collected with other settings than
     the ones given raises ``ValueError``. Splits: 10 % of the file's training part (a ``split_seed``
     permutation) is validation, the file's test part is the test split. Images are served in (C, H, W) in
     [0, 1]; Gaussian sensors get normalisation statistics from the training split only
