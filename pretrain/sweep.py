@@ -25,6 +25,8 @@ from pathlib import Path
 #: name -> (what it changes, run.py settings). ``model_overrides`` changes the model description (see run.py).
 VARIANTS: dict[str, tuple[str, dict]] = {
     "paper": ("paper defaults (λ = β^m = β^c = 1, w = 0.5)", {}),
+    "recipe": ("the transfer recipe (loss_recipe=transfer, run.py's default for environments: λ from the sensors' "
+               "size and likelihood, β^m = 10, γ = 10)", {"loss_recipe": "transfer"}),
     "beta_c0.2": ("β^c = 0.2", {"model_overrides": {"core": {"kl_weight": 0.2}}}),
     "followup": ("the follow-up work's weights: λ_sound = 100, β^m = 10",
                  {"model_overrides": {"modalities": {"sound": {"recon_weight": 100.0, "kl_weight": 10.0},
@@ -44,8 +46,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 
 def command(env_id: str, epochs: int, name: str, settings: dict, extra: list[str]) -> list[str]:
     """The run.py command of one variant (settings given as sacred ``key=value`` with Python literals)."""
+    # every variant but "recipe" changes the paper's loss weights, so they start from loss_recipe=paper
     updates = {"env_id": env_id, "epochs": epochs, "tag": f"sweep-{name}", "num_threads": 1, "progress": False,
-               **settings}
+               "loss_recipe": "paper", **settings}
     # sacred reads bare words as strings and other values as Python literals (JSON-style dicts read the same)
     literal = lambda v: v if isinstance(v, str) else json.dumps(v) if isinstance(v, dict) else repr(v)  # noqa: E731
     return [sys.executable, "pretrain/run.py", "with", *(f"{k}={literal(v)}" for k, v in updates.items()), *extra]
