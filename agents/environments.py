@@ -174,7 +174,8 @@ def make_env(env: AgentEnv, episode_steps: int | None = None, render_mode: str |
     """One instance of ``env`` whose episodes end after ``episode_steps`` (default: the env's)."""
     steps = int(episode_steps or env.episode_steps)
     limit = {} if steps == gym.spec(env.env_id).max_episode_steps else {"max_episode_steps": steps}
-    return gym.make(env.env_id, render_mode=render_mode, **limit, **env.env_kwargs)
+    render = {} if render_mode is None else {"render_mode": render_mode}  # an env may take no render_mode
+    return gym.make(env.env_id, **render, **limit, **env.env_kwargs)
 
 
 def recorded_env(meta: Mapping[str, Any], given: Any = None) -> AgentEnv:
@@ -190,3 +191,14 @@ def recorded_env(meta: Mapping[str, Any], given: Any = None) -> AgentEnv:
                             f"{recorded!r}: pass env=<module>:{recorded} (or leave env=None if {recorded!r} is "
                             f"registered by importing this project)")
     return env
+
+
+def default_hyperparameters(env: Any, algo: Any = None) -> dict:
+    """A copy of agents/config.py's hyper-parameters of ``env``'s algorithm (``algo``, else the one its action
+    space gets), for the scripts' ``hp`` default; ``{}`` when the settings are refused (the check says why)."""
+    from agents.config import HYPERPARAMS
+
+    try:
+        return json.loads(json.dumps(HYPERPARAMS[check_algo(resolve_env(env), algo)]))
+    except SettingsError:
+        return {}

@@ -35,6 +35,7 @@ from sacred import Experiment
 
 from agents.common import set_threads, train_agent
 from agents.config import condition_name
+from agents.environments import default_hyperparameters
 from agents.settings import check_train_settings
 
 ex = prepare_experiment(Experiment("mhvae_agent", save_git_info=False))
@@ -53,7 +54,7 @@ def config():
     latent_stack = None  # consecutive latents the agent sees (None: agents/config.py)
     train_failure_p = None  # per-step sensor failure probability during training (>= 2 training modalities)
     train_sample = False  # train on samples of q(z_c | sensors) instead of their means (evaluation uses means)
-    hp = {}  # hyper-parameters replacing agents/config.py's HYPERPARAMS[algo] one by one (hp.learning_rate=3e-4)
+    hp = default_hyperparameters(env, algo)  # agents/config.py's HYPERPARAMS[algo]; hp.learning_rate=3e-4 etc.
     eval_freq = 2000  # EvalCallback period (steps)
     n_eval_episodes = 5
     save_freq = 5000  # save the training state every N steps; a re-run with the same settings resumes
@@ -71,7 +72,7 @@ check_settings_first(ex, lambda config, command: check_train_settings(config))
 
 
 @ex.main
-def main(_config, _run):
+def main(_config, _run, hp):  # hp captured: an hp.<name> of another algorithm reaches the check, which names it
     cfg = dict(_config)
     set_threads(cfg["num_threads"])
     return train_agent(cfg["env"], cfg["train_modalities"], cfg["mhvae"], cfg["seed"], cfg["timesteps"],

@@ -36,7 +36,7 @@ from sacred import Experiment
 from agents.common import (env_settings, evaluate_returns, load_agent, make_vec_env, mhvae_reference,
                            random_returns, set_threads, train_agent)
 from agents.config import parse_modalities
-from agents.environments import AgentEnv, check_algo
+from agents.environments import AgentEnv, check_algo, default_hyperparameters
 from agents.settings import check_transfer_settings
 
 ex = prepare_experiment(Experiment("mhvae_transfer", save_git_info=False))
@@ -61,7 +61,7 @@ def config():
     latent_stack = None  # consecutive latents per agent observation (None: agents/config.py)
     train_failure_p = None  # train with per-step sensor failures of this probability (multi-sensor conditions)
     train_sample = False  # train on samples of q(z_c | sensors) instead of their means (tests use the means)
-    hp = {}  # hyper-parameters replacing agents/config.py's HYPERPARAMS[algo] one by one (hp.learning_rate=3e-4)
+    hp = default_hyperparameters(env, algo)  # agents/config.py's HYPERPARAMS[algo]; hp.learning_rate=3e-4 etc.
     eval_freq = 2500  # EvalCallback period during training (steps)
     n_eval_episodes = 3  # EvalCallback episodes
     save_freq = 5000  # save the training state every N steps; a re-run with the same settings resumes
@@ -406,7 +406,7 @@ check_settings_first(ex, lambda config, command: check_transfer_settings(config)
 
 
 @ex.main
-def main(_config, _run):
+def main(_config, _run, hp):  # hp captured: an hp.<name> of another algorithm reaches the check, which names it
     return run({k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in dict(_config).items()},
                log_scalar=_run.log_scalar)
 
