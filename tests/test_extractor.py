@@ -61,6 +61,12 @@ def test_frozen_extractor_gives_the_wrappers_latent_and_leaves_the_model_alone()
     assert not any(p.requires_grad for p in extractor.parameters())
     only_vec = MHVAEExtractor(transposed, model, modalities=["vec"])(sb3_obs(obs))
     np.testing.assert_allclose(only_vec.numpy()[0], model.encode({"vec": sb3_obs(obs)["vec"]})[0].numpy()[0], atol=1e-5)
+    # a policy trained from one sensor is tested from another: the extractor switches like the wrapper does
+    extractor.set_modalities("pixels")
+    wrapped.set_modalities(("pixels",))
+    np.testing.assert_allclose(extractor(sb3_obs(obs)).numpy()[0], wrapped.observation(obs), atol=1e-5)
+    with pytest.raises(ValueError, match="sound"):
+        extractor.set_modalities("sound")
 
 
 def test_fine_tuned_extractor_trains_its_own_copy_in_eval_mode():

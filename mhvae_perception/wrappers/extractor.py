@@ -56,7 +56,11 @@ class MHVAEExtractor(BaseFeaturesExtractor):
         self.model.requires_grad_(bool(fine_tune))
         self.fine_tune = bool(fine_tune)
         self._scaled_by_sb3 = {n: sb3_normalized_images and is_image_space(observation_space.spaces[n])
-                               for n in self.modalities}
+                               for n in loaded.modality_names}
+
+    def set_modalities(self, modalities: str | Sequence[str]) -> None:
+        """Encode from these sensors from now on (e.g. test a policy trained from the image on the sound)."""
+        self.modalities = _subset(modalities, self.model)
 
     def train(self, mode: bool = True) -> "MHVAEExtractor":
         """SB3 switches the policy between training and evaluation; the model stays in eval mode (pretraining's
