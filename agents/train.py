@@ -44,7 +44,7 @@ ex = prepare_experiment(Experiment("mhvae_agent", save_git_info=False))
 @ex.config
 def config():
     env = "pendulum_sound"  # an alias (pendulum_sound, hyperhot, hyperhot_hits), a Gymnasium id or module:Id
-    algo = None  # None: from the action space (Box: sac, Discrete: dqn, MultiDiscrete/MultiBinary: ppo) | sac | dqn | ppo
+    algo = None  # sac | dqn | ppo; None: from the action space (Box: sac, Discrete: dqn, MultiDiscrete: ppo)
     train_modalities = "image"  # a sensor of the env | both / all (every sensor) | comma-separated list
     mhvae = None  # MHVAE checkpoint path (required unless state=True)
     state = False  # train on the true low-dimensional state instead (reference)

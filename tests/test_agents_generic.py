@@ -114,6 +114,10 @@ def test_any_registered_env_through_train_evaluate_and_transfer(checkpoint, tmp_
                                "random_reference": False, "device": "cpu", "seed": 0, "out_dir": str(tmp_path / "ev2")},
                               log=lambda s: None)
     assert again["condition"] == "both" and again["lengths"] == [20]
+    logs: list[str] = []  # and its folder is still the same agent: the same command has nothing to do
+    train_agent("TinySensorsBox-v0", "pos", str(checkpoint), 0, 100, run_dir, hp=SAC_HP,
+                **{**QUIET, "log": logs.append})
+    assert any("nothing to do" in m for m in logs)
     # the transfer table over the env's own conditions: each sensor, then both
     out = tmp_path / "transfer"
     transfer.ex.run(config_updates={"env": "TinySensorsBox-v0", "mhvae": str(checkpoint), "seeds": [0],
