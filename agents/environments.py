@@ -72,11 +72,13 @@ def _registered_id(name: str, user_given: bool) -> str:
             raise SettingsError(f"env={name!r} was read from a file, and a file never chooses a module to import: "
                                 f"pass env={name!r} yourself")
         name = _import_for(name)
+    if name not in gym.registry and not user_given:
+        raise SettingsError(f"the agent was trained on env {name!r} (its agent.json), which is not registered in this "
+                            f"process, and a file never chooses a module to import: pass env=<module>:{name} with "
+                            f"the module that registers it")
     if name not in gym.registry:
-        hint = ("" if user_given else " (the name was read from the agent's agent.json, and a file never chooses "
-                                      "a module to import)")
         raise SettingsError(f"setting env={name!r} is not allowed: no Gymnasium environment {name!r} is registered "
-                            f"in this process{hint}. env must be a registered Gymnasium id, <module>:{name} with the "
+                            f"in this process. env must be a registered Gymnasium id, <module>:{name} with the "
                             f"module that registers it (imported first), or one of {tuple(ALIASES)} (aliases)")
     return name
 

@@ -263,8 +263,8 @@ def test_module_env_id_imports_the_users_module_never_one_a_file_names(checkpoin
         _forget("tiny_agents_envmod", "TinyModuleEnv-v0")
         cfg = {"agent": str(tmp_path / "a"), "episodes": 1, "n_envs": 1, "random_reference": False, "device": "cpu", "seed": 0,
                "out_dir": str(tmp_path / "ev")}
-        with pytest.raises(SettingsError, match=r"'TinyModuleEnv-v0' is registered in this process \(the name was "
-                                                r"read from the agent's agent.json.*<module>:TinyModuleEnv-v0"):
+        with pytest.raises(SettingsError, match=r"trained on env 'TinyModuleEnv-v0' \(its agent.json\), which is not "
+                                                r"registered.*pass env=<module>:TinyModuleEnv-v0"):
             evaluate(cfg, log=lambda s: None)
         assert "tiny_agents_envmod" not in sys.modules
         with pytest.raises(SettingsError, match="names 'TinySensorsBox-v0', but the agent was trained on"):
