@@ -14,6 +14,7 @@ refused (see docs/PRETRAIN.md).
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import json
@@ -37,7 +38,7 @@ from mhvae_perception.data.describe import transfer_recipe
 from mhvae_perception.hub import shipped_or_path
 from mhvae_perception.models.devices import resolve_device
 from mhvae_perception.models.specs import ModelConfig
-from pretrain import figures, results_table
+from pretrain import distributed, figures, results_table
 from pretrain.paper import PROTOCOL
 from pretrain.runfolder import RunFolderLock, RunPaths, epoch_seed, rng_state, seed_everything, set_rng_state
 from pretrain.settings import (SettingsError, check_settings, compare_with_recorded, default_schedule,
@@ -206,28 +207,34 @@ def epoch_limit(cfg: dict) -> Optional[int]:
 SYNC_EVERY = {"cpu": 1, "other": 50}
 
 
-def train_one_epoch(model, optimizer, splits, cfg: dict, epoch: int, device, last_good, bar=None) -> dict:
+def train_one_epoch(model, optimizer, splits, cfg: dict, epoch: int, device, last_good, bar=None,
+                    world: distributed.World = distributed.SINGLE, loss_fn=None) -> dict:
     """One epoch in a seeded order; returns ``{"train/<k>": ...}``: epoch means of the loss and its terms,
     and the warm-up weights (``schedule/...``) reached at the end of the epoch. ``bar``: the run's progress bar
-    (one bar over all batches of all epochs, so its ETA covers the whole run)."""
+    (one bar over all batches of all epochs, so its ETA covers the whole run). With several ranks (``world``),
+    each trains on its share of every batch through ``loss_fn`` (DDP) and the means are the global batch's."""
     model.train()
+    loss_fn = loss_fn or model.loss
     bs, limit = int(cfg["batch_size"]), epoch_limit(cfg)
     n_batches = splits.train.num_batches(bs, limit=limit)
     gen = torch.Generator().manual_seed(epoch_seed(cfg["seed"], epoch))
+    if world.active:  # each rank its own MRD masks and noise, the same for any resume (distributed.rank_seed)
+        torch.manual_seed(distributed.rank_seed(cfg["seed"], epoch, world.rank))
     sums: dict[str, torch.Tensor] = {}  # on the model's device: no host synchronisation per step on a GPU
     last, count = {}, 0
     sync_every = SYNC_EVERY["cpu" if device.type == "cpu" else "other"]
     if bar is not None:
         bar.set_description(f"epoch {epoch + 1}/{cfg['epochs']}", refresh=False)
     for step, batch in enumerate(splits.train.iter_batches(bs, shuffle=True, generator=gen, limit=limit)):
-        out = model.loss(to_device(batch, device), epoch=epoch + step / n_batches)
+        batch, scale = distributed.shard(batch, world)  # this rank's share (the whole batch for one process)
+        n = int(next(iter(batch.values())).shape[0])
+        out = loss_fn(to_device(batch, device), epoch=epoch + step / n_batches)
         terms = {"loss": out.loss.detach(), **out.terms}
         if step % sync_every == 0 or step == n_batches - 1:  # every step on the CPU, where it costs nothing
-            check_finite({k: float(v) for k, v in terms.items()}, epoch, step, last_good)
+            check_finite(distributed.batch_means(terms, n, world), epoch, step, last_good)  # all ranks alike
         optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
+        (out.loss if scale == 1.0 else out.loss * scale).backward()
         optimizer.step()
-        n = int(next(iter(batch.values())).shape[0])
         count += n
         for k, v in terms.items():
             v = v.detach().to(torch.float32 if v.device.type == "mps" else torch.float64)  # MPS has no float64
@@ -237,6 +244,9 @@ def train_one_epoch(model, optimizer, splits, cfg: dict, epoch: int, device, las
             if step % (10 * sync_every) == 0 or step == n_batches - 1:
                 bar.set_postfix({k: f"{float(v) / count:.4g}" for k, v in sums.items()}, refresh=False)  # every term
             bar.update(1)
+    if world.active:  # the epoch's means over every rank's items, as one process would log them
+        sums = distributed.sum_over_ranks({**sums, "": torch.tensor(float(count), device=device)}, world)
+        count = int(sums.pop(""))
     record = {f"train/{k}": float(v) / max(count, 1) for k, v in sums.items()}
     if any(not math.isfinite(v) for v in record.values()):  # between two checks (a GPU run): caught here
         check_finite({k[len("train/"):]: v for k, v in record.items()}, epoch, n_batches - 1, last_good)
@@ -253,27 +263,41 @@ def resumable_checkpoint(path: Path) -> checkpoints.Checkpoint:
     return ck
 
 
-def train(cfg: dict, _run=None, log: Callable[[str], None] = print) -> dict:
-    """Train (or continue) the run in ``cfg['run_dir']``, then evaluate it; returns the summary (summary.json)."""
+def train(cfg: dict, _run=None, log: Callable[[str], None] = print,
+          world: distributed.World = distributed.SINGLE) -> dict:
+    """Train (or continue) the run in ``cfg['run_dir']``, then evaluate it; returns the summary (summary.json).
+    With several ranks (``world``, inside :func:`distributed.process_group`) rank 0 alone holds the lock, writes
+    and evaluates; every rank must have the same settings and see the same checkpoint."""
     check_settings(cfg)
+    distributed.check_batch_size(cfg["batch_size"], world)
+    distributed.check_same({k: cfg[k] for k in (*training_settings(cfg), "epochs", "run_dir", "resume", "device")},
+                           world)
     paths = RunPaths(Path(cfg["run_dir"]))
-    with RunFolderLock(paths.dir):
+    with RunFolderLock(paths.dir) if world.is_main else contextlib.nullcontext():
         resume = Path(cfg["resume"]) if cfg["resume"] else (paths.last if paths.last.is_file() else None)
         ck = resumable_checkpoint(resume) if resume else None
+        done = int(ck.training_state["epoch"]) if ck is not None else 0
+        distributed.check_same({"checkpoint": str(resume) if resume else None, "epochs done": done}, world,
+                               what="checkpoints the ranks resume from")
         if ck is not None:
-            done = int(ck.training_state["epoch"])
             log(compare_with_recorded(ck.training_state.get("run_config", {}), cfg, done, str(resume)))
             if done >= int(cfg["epochs"]) and not cfg["evaluate_after"]:
                 return {"run_dir": str(paths.dir), "epochs": done, "trained_this_session": 0}
-        return _train_locked(cfg, paths, resume, ck, _run, log)
+        return _train_locked(cfg, paths, resume, ck, _run, log, world)
 
 
 def _train_locked(cfg: dict, paths: RunPaths, resume: Optional[Path], ck: Optional[checkpoints.Checkpoint], _run,
-                  log) -> dict:
+                  log, world: distributed.World = distributed.SINGLE) -> dict:
     if cfg["num_threads"]:
         torch.set_num_threads(int(cfg["num_threads"]))
-    device = resolve_device(cfg["device"])
-    splits = load_splits(cfg)
+    device = distributed.rank_device(resolve_device(cfg["device"]), world)
+    if not world.is_main:
+        world.barrier()  # rank 0 first: it alone collects a missing dataset or writes a data cache
+    splits = load_splits(cfg, collect_if_missing=world.is_main)
+    if world.is_main:
+        world.barrier()
+    distributed.check_last_batch(min(len(splits.train), epoch_limit(cfg) or len(splits.train)),
+                                 int(cfg["batch_size"]), world)
     log(splits.summary())
     seed_everything(cfg["seed"])  # before building: identical initial weights per seed
     model = model_from_settings(cfg, splits)
@@ -288,13 +312,16 @@ def _train_locked(cfg: dict, paths: RunPaths, resume: Optional[Path], ck: Option
         best, history = float(state["best_valid_elbo"]), list(state["history"])
         set_rng_state(state["rng"])
     model.to(device)
+    loss_fn = distributed.loss_function(model, world, device)  # model.loss, or through DDP for several ranks
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], fused=True)  # one kernel for all parameters
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
     recorded = training_settings(cfg)
-    (paths.dir / "config.json").write_text(json.dumps({**cfg, "training_settings": recorded}, indent=2, default=str))
+    if world.is_main:
+        (paths.dir / "config.json").write_text(json.dumps({**cfg, "training_settings": recorded}, indent=2,
+                                                          default=str))
     writer = None
-    if cfg["tensorboard"]:
+    if cfg["tensorboard"] and world.is_main:
         from torch.utils.tensorboard import SummaryWriter
         writer = SummaryWriter(str(paths.tensorboard), purge_step=start_epoch + 1)
 
@@ -303,10 +330,14 @@ def _train_locked(cfg: dict, paths: RunPaths, resume: Optional[Path], ck: Option
     last_good = paths.last if paths.last.is_file() else None
     per_epoch = splits.train.num_batches(int(cfg["batch_size"]), limit=epoch_limit(cfg))
     bar = tqdm(total=int(cfg["epochs"]) * per_epoch, initial=start_epoch * per_epoch, desc="training", unit="batch",
-               disable=not cfg["progress"], dynamic_ncols=True)
+               disable=not cfg["progress"] or not world.is_main, dynamic_ncols=True)
     for epoch in range(start_epoch, int(cfg["epochs"])):
         t_epoch = time.time()
-        record = {"epoch": epoch + 1, **train_one_epoch(model, optimizer, splits, cfg, epoch, device, last_good, bar)}
+        record = {"epoch": epoch + 1, **train_one_epoch(model, optimizer, splits, cfg, epoch, device, last_good, bar,
+                                                        world, loss_fn)}
+        if not world.is_main:  # rank 0 validates and saves; the others wait for the next epoch
+            world.barrier()
+            continue
         record["valid/elbo"] = mean_elbo(model, splits.valid, max(int(cfg["batch_size"]), 256), device,
                                          cfg["valid_points"])
         record["time/epoch_s"] = time.time() - t_epoch
@@ -331,7 +362,10 @@ def _train_locked(cfg: dict, paths: RunPaths, resume: Optional[Path], ck: Option
             writer.flush()
         log(f"epoch {epoch + 1}/{cfg['epochs']}: loss {record['train/loss']:.4f}, "
             f"valid ELBO {record['valid/elbo']:.4f}")
+        world.barrier()
     bar.close()
+    if not world.is_main:  # rank 0 alone writes the history and evaluates
+        return {"run_dir": str(paths.dir), "epochs": int(cfg["epochs"]), "rank": world.rank}
     (paths.dir / "history.json").write_text(json.dumps(history, indent=2))
     if cfg["figures"] and history:
         figures.plot_learning_curves(history, paths.dir / "learning_curves.png")
@@ -461,7 +495,17 @@ def evaluate_model(model, splits: data.DatasetSplits, cfg: dict, out_dir, checkp
 
 
 # ------------------------------------------------------------------------------------------------ entry points
-check_settings_first(ex, lambda config, command: check_settings(config, command=command), ("main", "evaluate"))
+def _check_settings(config: dict, command: str) -> None:
+    """The settings, and what the ranks of a torchrun need, before any data, process group or folder."""
+    check_settings(config, command=command)
+    world = distributed.from_env()
+    if command == "evaluate" and world.active:
+        raise SettingsError("the evaluate command runs in one process: python pretrain/run.py evaluate with ... "
+                            "(not under torchrun)")
+    distributed.check_batch_size(config["batch_size"], world)
+
+
+check_settings_first(ex, _check_settings, ("main", "evaluate"))
 
 
 @ex.main
@@ -470,12 +514,28 @@ def main(_run, _config, model_overrides):
     # model_overrides is a parameter so that sacred accepts entries added inside it (model_overrides.core.kl_weight);
     # sacred refuses other added entries (typos) as usual.
     cfg = dict(_config)
+    world = distributed.from_env()  # several ranks under torchrun (pretrain/distributed.py), else one process
+    log = tqdm.write if cfg["progress"] else print  # tqdm.write keeps the bar intact
     try:
-        summary = train(cfg, _run, log=tqdm.write if cfg["progress"] else print)  # tqdm.write keeps the bar intact
+        with distributed.process_group(world, resolve_device(cfg["device"])):
+            summary = train(cfg, _run if world.is_main else None, log=log if world.is_main else _silent, world=world)
     except KeyboardInterrupt as err:
         err.resume_hint = interrupted_message(cfg)  # printed by the command line instead of a traceback
         raise
     return summary.get("metrics", {}).get("values", summary.get("best_valid_elbo"))
+
+
+def _silent(line: str) -> None:
+    """The log of ranks other than 0 (rank 0 speaks for the run)."""
+
+
+def _observed_on_rank_zero(options) -> None:  # sacred reads the parameter's name
+    """Under torchrun only rank 0 has sacred observers (runs/sacred/<id>, cout.txt)."""
+    if not distributed.from_env().is_main:
+        options["--unobserved"] = True
+
+
+ex.option_hook(_observed_on_rank_zero)
 
 
 def interrupted_message(cfg: dict) -> str:
