@@ -207,6 +207,34 @@ def check_mhvae(name: str, value: Any, optional: bool = False) -> None:
         raise _fail(name, value, "a checkpoint path or a shipped model's name" + (" (or None)" if optional else ""))
 
 
+def check_mhvae_sensors(name: str, value: Any, env, needed: Sequence[str]) -> None:
+    """The MHVAE ``value`` (a checkpoint, a shipped name or a model) encodes every sensor in ``needed`` (the
+    sensors the agents will observe it from) and no sensor ``env`` lacks; its names are read from the
+    checkpoint's description, no model is built. A checkpoint of another environment is refused with the fix."""
+    from mhvae_perception.hub import CheckpointError, shipped_or_path
+    from mhvae_perception.hub.checkpoints import read_description
+    from mhvae_perception.models.base import MultimodalVAE
+
+    if value in (None, _MISSING):
+        return
+    if isinstance(value, MultimodalVAE):
+        names = tuple(value.modality_names)
+    else:
+        try:
+            names = tuple(m["name"] for m in read_description(shipped_or_path(value))["modalities"])
+        except (CheckpointError, KeyError, TypeError) as err:
+            raise SettingsError(f"setting {name}={str(value)!r}: {err}") from None
+    missing = [s for s in needed if s not in names]  # the agents would observe them
+    foreign = [n for n in names if n not in env.sensors]  # the observation wrapper needs each of the model's
+    if missing or foreign:
+        raise SettingsError(f"setting {name}={str(value)!r}: the model encodes the sensors {names} and env="
+                            f"{env.name!r} has {tuple(env.sensors)}"
+                            + (f"; {missing} would be observed but are not encoded" if missing else "")
+                            + (f"; {foreign} are not sensors of the env" if foreign else "")
+                            + f". Pass an MHVAE pretrained on this environment (python pretrain/run.py with "
+                              f"env_id=<module>:{env.env_id})")
+
+
 # ------------------------------------------------------------------------------------- hyper-parameters
 def _positive_ints(value: Any) -> bool:
     return isinstance(value, list) and all(_is_int(v) and v >= 1 for v in value)
@@ -366,6 +394,7 @@ def check_train_settings(cfg: Mapping[str, Any]) -> None:
             raise SettingsError("setting mhvae=None: an MHVAE checkpoint is needed, pass mhvae=PATH (a checkpoint "
                                 "or a shipped model's name), or state=True for the true-state reference")
         check_mhvae("mhvae", _get(cfg, "mhvae"))
+        check_mhvae_sensors("mhvae", _get(cfg, "mhvae"), env, mods)
     check_int("seed", _get(cfg, "seed"), 0, MAX_SEED)
     check_int("timesteps", _get(cfg, "timesteps"), 1, optional=True)
     check_int("episode_steps", _get(cfg, "episode_steps"), 1, optional=True)
@@ -485,6 +514,11 @@ def check_transfer_settings(cfg: Mapping[str, Any]) -> None:
         raise SettingsError(f"setting train_failure_p={failure_p!r} needs two sensors in every training condition, "
                             f"but {single} have one; set train_conditions=['{env.conditions[-1]}'] or "
                             f"train_failure_p=None")
+    used = [*(cfg.get("train_conditions") or env.conditions), *(cfg.get("test_conditions") or env.conditions)]
+    needed = {sensor for c in used for sensor in parse_modalities(c, env.sensors)}
+    if cfg.get("failure_probs"):
+        needed |= set(env.sensors)  # the robustness curve encodes every sensor
+    check_mhvae_sensors("mhvae", cfg["mhvae"], env, [sensor for sensor in env.sensors if sensor in needed])
     hp = _get(cfg, "hp")
     if hp is not _MISSING:
         check_hyperparameters({**HYPERPARAMS[algo], **(hp or {})} if isinstance(hp, Mapping) or hp is None else hp,

@@ -75,17 +75,21 @@ DQN_HP = {"learning_starts": 40, "batch_size": 16, "buffer_size": 1000, "target_
 PPO_HP = {"n_steps": 32, "batch_size": 16, "n_epochs": 1, "policy_kwargs": {"net_arch": [16]}}
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    """A tiny randomly initialised MHVAE of the two sensors (normalised on samples of their spaces)."""
+def tiny_checkpoint(path: Path, space: spaces.Dict) -> Path:
+    """A tiny randomly initialised MHVAE of ``space``'s sensors (normalised on samples of their spaces)."""
     torch.manual_seed(0)
-    space = gym.make("TinySensorsBox-v0").observation_space
     space.seed(0)
     arrays = {k: np.stack([s.sample() for _ in range(256)]) for k, s in space.spaces.items()}
-    config = describe.infer_model_config(space, arrays, "mhvae", verbose=False, overrides={
-        "pos": {"network_kwargs": {"hidden": [16]}}, "vel": {"network_kwargs": {"hidden": [16]}},
-        "core": {"latent_dim": 2, "hidden": [16]}})
-    return save_checkpoint(tmp_path_factory.mktemp("tiny") / "tiny.pt", build_model(config).eval())
+    overrides = {name: {"network_kwargs": {"hidden": [16]}} for name in space.spaces}
+    config = describe.infer_model_config(space, arrays, "mhvae", verbose=False,
+                                         overrides={**overrides, "core": {"latent_dim": 2, "hidden": [16]}})
+    return save_checkpoint(path, build_model(config).eval())
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "tiny.pt",
+                           gym.make("TinySensorsBox-v0").observation_space)
 
 
 # ------------------------------------------------------------------ one env id through the three scripts
@@ -110,8 +114,8 @@ def test_any_registered_env_through_train_evaluate_and_transfer(checkpoint, tmp_
     # an agent folder written before episode_steps was recorded still evaluates (with the env's time limit)
     del meta["episode_steps"]
     (run_dir / "agent.json").write_text(json.dumps(meta))
-    again = evaluate.evaluate({"agent": str(run_dir), "modalities": "both", "episodes": 1, "n_envs": 1,
-                               "random_reference": False, "device": "cpu", "seed": 0, "out_dir": str(tmp_path / "ev2")},
+    again = evaluate.evaluate({"agent": str(run_dir), "modalities": "both", "episodes": 1, "n_envs": 1, "seed": 0,
+                               "random_reference": False, "device": "cpu", "out_dir": str(tmp_path / "ev2")},
                               log=lambda s: None)
     assert again["condition"] == "both" and again["lengths"] == [20]
     logs: list[str] = []  # and its folder is still the same agent: the same command has nothing to do
@@ -201,14 +205,29 @@ def test_an_env_without_two_sensors_is_refused_before_any_folder(checkpoint, tmp
 
 
 def test_sensors_and_conditions_are_the_envs_own(checkpoint, tmp_path):
-    with pytest.raises(SettingsError, match=r"train_modalities='image' .*the sensors \('pos', 'vel'\)"):
-        train_agent("TinySensorsBox-v0", "image", str(checkpoint), 0, 10, tmp_path / "a", **QUIET)
     from agents import transfer
 
+    with pytest.raises(SettingsError, match=r"train_modalities='image' .*the sensors \('pos', 'vel'\)"):
+        train_agent("TinySensorsBox-v0", "image", str(checkpoint), 0, 10, tmp_path / "a", **QUIET)
     with pytest.raises(SettingsError, match=r"train_conditions\[0\]='sound' .*one of \('pos', 'vel', 'both'\)"):
         transfer.ex.run(config_updates={"env": "TinySensorsBox-v0", "mhvae": str(checkpoint),
                                         "train_conditions": ["sound"], "out_dir": str(tmp_path / "c")})
-    assert not list(tmp_path.iterdir())
+    # an MHVAE of other sensors (another environment's) is refused from its description, before any folder
+    other = tiny_checkpoint(tmp_path.parent / f"{tmp_path.name}-other.pt",
+                            spaces.Dict({"pos": spaces.Box(-1, 1, (2,)), "sonar": spaces.Box(-1, 1, (4,))}))
+    refused = r"mhvae='.*other.pt': the model encodes the sensors \('pos', 'sonar'\) and env='TinySensorsBox-v0' has"
+    with pytest.raises(SettingsError, match=refused + r".*\['vel'\] would be observed but are not encoded; "
+                                                      r"\['sonar'\] are not sensors of the env.*pretrain/run.py"):
+        train_agent("TinySensorsBox-v0", "vel", str(other), 0, 10, tmp_path / "b", **QUIET)
+    quick = {"env": "TinySensorsBox-v0", "out_dir": str(tmp_path / "c"), "train_conditions": ["pos"]}
+    with pytest.raises(SettingsError, match=refused + r" \('pos', 'vel'\); \['sonar'\] are not sensors"):
+        transfer.ex.run(config_updates={**quick, "mhvae": str(other), "test_conditions": ["pos"], "failure_probs": []})
+    pos_only = tiny_checkpoint(tmp_path.parent / f"{tmp_path.name}-pos.pt",
+                               spaces.Dict({"pos": spaces.Box(-1, 1, (2,))}))
+    with pytest.raises(SettingsError, match=r"\['vel'\] would be observed but are not encoded\. Pass"):
+        transfer.ex.run(config_updates={**quick, "mhvae": str(pos_only), "test_conditions": ["pos", "vel"]})
+    train_agent("TinySensorsBox-v0", "pos", str(pos_only), 0, 1, tmp_path / "a", hp=SAC_HP, **QUIET)  # encodes pos
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
 
 
 def test_episode_length_comes_from_the_spec_with_a_default_and_an_override():
@@ -261,8 +280,8 @@ def test_module_env_id_imports_the_users_module_never_one_a_file_names(checkpoin
                            hp=SAC_HP, **QUIET)
         assert meta["env"] == meta["env_id"] == "TinyModuleEnv-v0" and meta["episode_steps"] == 10
         _forget("tiny_agents_envmod", "TinyModuleEnv-v0")
-        cfg = {"agent": str(tmp_path / "a"), "episodes": 1, "n_envs": 1, "random_reference": False, "device": "cpu", "seed": 0,
-               "out_dir": str(tmp_path / "ev")}
+        cfg = {"agent": str(tmp_path / "a"), "episodes": 1, "n_envs": 1, "random_reference": False, "device": "cpu",
+               "seed": 0, "out_dir": str(tmp_path / "ev")}
         with pytest.raises(SettingsError, match=r"trained on env 'TinyModuleEnv-v0' \(its agent.json\), which is not "
                                                 r"registered.*pass env=<module>:TinyModuleEnv-v0"):
             evaluate(cfg, log=lambda s: None)
