@@ -6,9 +6,12 @@ Prints, from one run:
   the same image and label networks and a 26-d latent (optional: ``pip install -e ".[bench]"``);
 - importance-sampling throughput of log p(x1, x2) at K = 5000, next to MultiVae's own joint NLL of its JMVAE;
 - the projected time of the whole Table 1 (five rows, 10,500 test points, K = 5000) from the measured rate;
-- the peak memory of that evaluation at K = 500 and K = 5000 (each in a fresh subprocess).
+- the peak memory of that evaluation at K = 500 and K = 5000 (each in a fresh subprocess);
+- with ``--precision``: the MHVAE and JMVAE training step under ``torch.autocast("cpu", bfloat16)`` and under
+  ``torch.compile`` + autocast, each as a ratio against the float32 step of the same run (issue 18 asks for 1.8x),
+  and the bfloat16 / float32 time of the matrix products at the training shapes (forward, dX, dW).
 
-    python benchmarks/bench_model.py [--points 64] [--train-steps 40] [--skip-multivae]
+    python benchmarks/bench_model.py [--points 64] [--train-steps 40] [--skip-multivae] [--precision]
 """
 from __future__ import annotations
 
@@ -67,6 +70,75 @@ def training_step(model, batch_size: int = 64):
         opt.step()
 
     return step
+
+
+def precision_step(model, mode: str, batch_size: int = 64):
+    """A training step of ``model`` in float32 ("fp32"), under bfloat16 autocast ("autocast") or compiled under
+    autocast ("compile+autocast"); weights, optimizer and loss stay float32 in every mode."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    batches = [mnist_batch(batch_size, seed) for seed in range(8)]
+    loss = (lambda b: model.loss(b, epoch=1.0).loss)
+    if mode.startswith("compile"):
+        loss = torch.compile(loss)
+    counter = [0]
+    model.train()
+
+    def step() -> None:
+        with torch.autocast("cpu", torch.bfloat16, enabled=mode != "fp32"):
+            value = loss(batches[counter[0] % 8])
+        counter[0] += 1
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+
+    return step
+
+
+def matmul_ratios(batch_size: int = 64, repeats: int = 200) -> list[str]:
+    """bfloat16 / float32 time of the products of one Linear layer's step at the MNIST networks' shapes."""
+    def timed(fn) -> float:
+        for _ in range(10):
+            fn()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        return (time.perf_counter() - start) / repeats
+
+    lines = []
+    for fan_in, fan_out in ((784, 512), (512, 512), (512, 784), (128, 128)):
+        times = {}
+        for dtype in (torch.float32, torch.bfloat16):
+            x, w = torch.randn(batch_size, fan_in, dtype=dtype), torch.randn(fan_out, fan_in, dtype=dtype)
+            g = torch.randn(batch_size, fan_out, dtype=dtype)
+            times[dtype] = timed(lambda: x @ w.t()) + timed(lambda: g @ w) + timed(lambda: g.t() @ x)
+        lines.append(f"  {batch_size}x{fan_in} @ {fan_in}x{fan_out} (forward + dX + dW): float32 "
+                     f"{times[torch.float32] * 1e6:.0f} us, bfloat16 {times[torch.bfloat16] * 1e6:.0f} us "
+                     f"-> {times[torch.float32] / times[torch.bfloat16]:.2f}x")
+    return lines
+
+
+def precision_report(train_steps: int) -> None:
+    """Training-step ratios of the low-precision modes against float32, measured in alternating blocks."""
+    for kind in ("mhvae", "jmvae"):
+        steps = {}
+        for mode in ("fp32", "autocast", "compile+autocast"):
+            torch.manual_seed(0)
+            steps[mode] = precision_step(presets.build("mnist", kind), mode)
+            start = time.perf_counter()
+            for _ in range(5):
+                steps[mode]()  # warm-up (compilation for the compiled mode)
+            if mode.startswith("compile"):
+                print(f"  {kind} {mode}: compiled in {time.perf_counter() - start:.0f} s")
+        rates = {mode: [] for mode in steps}
+        for _ in range(3):
+            for mode, step in steps.items():
+                rates[mode].append(block_rate(step, train_steps))
+        base = max(rates["fp32"])
+        print(f"{kind.upper()} training step, MNIST nets, batch 64: float32 {base:,.0f} samples/s; "
+              + ", ".join(f"{mode} {max(r):,.0f} ({max(r) / base:.2f}x)" for mode, r in rates.items() if mode != "fp32")
+              + " (target 1.8x)")
+    print("matrix products, bfloat16 against float32:")
+    print("\n".join(matmul_ratios()))
 
 
 def block_rate(step, steps: int, batch_size: int = 64) -> float:
@@ -143,6 +215,8 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=64, help="test points for the importance-sampling timings")
     parser.add_argument("--train-steps", type=int, default=40)
     parser.add_argument("--skip-multivae", action="store_true")
+    parser.add_argument("--precision", action="store_true",
+                        help="only the low-precision training-step ratios (bfloat16 autocast, torch.compile)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -153,6 +227,8 @@ def main() -> None:
 
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if args.precision:
+        return precision_report(args.train_steps)
     peak = matmul_peak()
     print(f"float32 matmul peak (4096^3): {peak:.1f} GFLOP/s")
 
