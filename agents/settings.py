@@ -88,8 +88,6 @@ MAX_SEED = 2 ** 31 - 1
 MAX_TRANSFER_SEED = (2 ** 32 - 1 - 300_000) // 1000
 SAC_ONLY = ("ent_coef", "target_entropy", "use_sde", "sde_sample_freq", "use_sde_at_warmup")
 DQN_ONLY = ("exploration_fraction", "exploration_initial_eps", "exploration_final_eps", "max_grad_norm")
-PPO_ONLY = ("n_steps", "n_epochs", "gae_lambda", "clip_range", "clip_range_vf", "normalize_advantage", "ent_coef",
-            "vf_coef", "max_grad_norm", "target_kl", "use_sde", "sde_sample_freq")
 
 
 def _fail(name: str, value: Any, allowed: str) -> SettingsError:
