@@ -8,8 +8,9 @@ the name is an alias. :mod:`agents.environments` resolves a name into these sett
 
 SAC on PendulumSound follows rl-baselines3-zoo's Pendulum-v1 settings (lr 1e-3, otherwise SB3 defaults) with
 smaller networks and buffer so that a CPU core trains an agent in minutes; DQN on Hyperhot uses Atari-like
-settings scaled down; PPO has SB3's defaults with smaller networks (SB3's own are already [64, 64]) and rollouts.
-Override any of them from the command line, e.g. ``with hp.learning_rate=3e-4``.
+settings scaled down; PPO has SB3's defaults (networks [64, 64]) with rollouts of 512 steps instead of 2048, so that
+one CPU environment updates the policy every 512 steps. Override any of them from the command line, e.g.
+``with hp.learning_rate=3e-4``.
 """
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ HYPERPARAMS = {
         "exploration_final_eps": 0.05,
         "policy_kwargs": {"net_arch": [256, 256]},
     },
-    # SB3's defaults, with rollouts of 512 steps instead of 2048 (one CPU environment: an update every 512 steps)
+    # SB3's defaults, with rollouts of 512 steps instead of 2048 (module docstring)
     "ppo": {
         "learning_rate": 3e-4,
         "n_steps": 512,
