@@ -6,6 +6,7 @@
     python pretrain/run.py print_config with dataset=celeba   # every setting and its default
     python pretrain/run.py evaluate with checkpoint=runs/mnist-mhvae-seed0/checkpoints/best.pt
     python -m pretrain.run with quick                         # the same, as a module
+    torchrun --standalone --nproc_per_node=2 pretrain/run.py with dataset=celeba   # data-parallel, 2 processes
 
 The file reads top to bottom: settings, data and model, training, evaluation, entry points. Outputs live in
 ``run_dir`` (default ``runs/<dataset>-<model>-seed<seed>[-<tag>]``), independent of sacred's observer folder.
