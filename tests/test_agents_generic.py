@@ -24,7 +24,7 @@ from mhvae_perception.data import describe
 from mhvae_perception.models.registry import build_model
 
 ACTIONS = {"box": spaces.Box(-1.0, 1.0, (1,), np.float32), "discrete": spaces.Discrete(3),
-           "multidiscrete": spaces.MultiDiscrete([3, 2])}
+           "multidiscrete": spaces.MultiDiscrete([3, 2]), "tuple": spaces.Tuple((spaces.Discrete(2),) * 2)}
 
 
 class TinySensors(gym.Env):
@@ -60,7 +60,7 @@ class TinySensors(gym.Env):
 
 TINY = {"TinySensorsBox-v0": {}, "TinySensorsDiscrete-v0": {"actions": "discrete"},
         "TinySensorsMultiDiscrete-v0": {"actions": "multidiscrete"}, "TinyFlat-v0": {"flat": True},
-        "TinyOneSensor-v0": {"sensors": 1}}
+        "TinyOneSensor-v0": {"sensors": 1}, "TinyTupleActions-v0": {"actions": "tuple"}}
 for _id, _kwargs in TINY.items():
     if _id not in gym.registry:
         gym.register(_id, entry_point=TinySensors, kwargs=_kwargs, max_episode_steps=20)
@@ -164,6 +164,15 @@ def test_the_algorithm_follows_the_action_space(checkpoint, tmp_path, env_id, al
     assert action.shape == action_shape and venv.action_space.contains(action[0])
 
 
+@pytest.mark.parametrize("space", [spaces.MultiDiscrete([3, 2], start=[1, -1]), spaces.MultiBinary(4),
+                                   spaces.MultiBinary([2, 3]), spaces.Discrete(3, start=1),
+                                   spaces.Box(-1.0, 2.0, (2,), np.float32)])
+def test_action_spaces_are_stored_as_json_and_rebuilt_equal(space):
+    from agents.common import space_from_json, space_to_json
+
+    assert space_from_json(json.loads(json.dumps(space_to_json(space)))) == space
+
+
 def test_algo_ppo_is_chosen_on_box_actions_and_a_mismatched_algo_is_refused(checkpoint, tmp_path):
     assert resolve_env("TinySensorsBox-v0").algo == "sac"
     meta = train_agent("TinySensorsBox-v0", "both", str(checkpoint), seed=0, timesteps=64, out_dir=tmp_path / "p",
@@ -190,6 +199,8 @@ def test_algo_ppo_is_chosen_on_box_actions_and_a_mismatched_algo_is_refused(chec
                          r"need at least two.*AddRenderObservation"),
     ("NoSuchEnv-v9", r"env='NoSuchEnv-v9' is not allowed: no Gymnasium environment 'NoSuchEnv-v9' is registered"),
     ("no_such_module_xyz:Tiny-v0", r"env='no_such_module_xyz:Tiny-v0': its module 'no_such_module_xyz' cannot be"),
+    ("TinyTupleActions-v0", r"env='TinyTupleActions-v0': its action space Tuple\(.*has no algorithm here; the agents "
+                            r"act in \('Box', 'Discrete', 'MultiDiscrete', 'MultiBinary'\) action spaces"),
 ])
 def test_an_env_without_two_sensors_is_refused_before_any_folder(checkpoint, tmp_path, env_id, message):
     from agents import train, transfer
