@@ -188,10 +188,12 @@ def recorded_env(meta: Mapping[str, Any], given: Any = None) -> AgentEnv:
     if given is None:
         return resolve_env(recorded, user_given=False)
     env = resolve_env(given, user_given=True)
-    if env.name != recorded:
+    if env.name != _canonical_name(str(recorded), str(recorded)):  # (a recorded plain id with an alias is it)
+        fix = (f"leave env=None (or pass env={recorded})" if recorded in ALIASES else
+               f"pass env=<module>:{recorded} with the module that registers it, or leave env=None when it is "
+               f"registered already")
         raise SettingsError(f"setting env={given!r} names {env.name!r}, but the agent was trained on "
-                            f"{recorded!r}: pass env=<module>:{recorded} (or leave env=None if {recorded!r} is "
-                            f"registered by importing this project)")
+                            f"{recorded!r}: {fix}")
     return env
 
 

@@ -297,7 +297,8 @@ def test_module_env_id_imports_the_users_module_never_one_a_file_names(checkpoin
                                                 r"registered.*pass env=<module>:TinyModuleEnv-v0"):
             evaluate(cfg, log=lambda s: None)
         assert "tiny_agents_envmod" not in sys.modules
-        with pytest.raises(SettingsError, match="names 'TinySensorsBox-v0', but the agent was trained on"):
+        with pytest.raises(SettingsError, match="names 'TinySensorsBox-v0', but the agent was trained on "
+                                                "'TinyModuleEnv-v0': pass env=<module>:TinyModuleEnv-v0"):
             evaluate({**cfg, "env": "TinySensorsBox-v0"}, log=lambda s: None)
         result = evaluate({**cfg, "env": "tiny_agents_envmod:TinyModuleEnv-v0"}, log=lambda s: None)
         assert result["lengths"] == [10]
