@@ -160,8 +160,6 @@ def resolve_env(name: Any, user_given: bool = True) -> AgentEnv:
     canonical = _canonical_name(name, env_id)
     try:
         observation_space, action_space = _spaces(env_id, json.dumps(settings["env_kwargs"], sort_keys=True))
-    except SettingsError:
-        raise
     except Exception as err:  # the environment's own constructor failed
         raise SettingsError(f"setting env={name!r}: gym.make({env_id!r}) failed ({type(err).__name__}: {err}); "
                             f"fix the environment or its registration") from None
