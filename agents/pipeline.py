@@ -138,7 +138,7 @@ def build_stages(args: argparse.Namespace) -> list[Stage]:
               script("agents/transfer.py", "with", f"env={args.env}", f"mhvae={tuned / 'checkpoints' / 'best.pt'}",
                      f"seeds={sacred_value(args.seeds)}", f"timesteps={args.timesteps}",
                      f"test_episodes={args.test_episodes}", f"out_dir={out / 'transfer'}", "progress=False",
-                     *agent_extra),
+                     *agent_extra, *args.transfer_set),
               f"{len(args.seeds)} seeds x {args.timesteps:,} steps per condition, {args.test_episodes} test episodes",
               lambda: (out / "transfer" / "results.json").is_file()),
     ]
@@ -196,6 +196,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--finetune-epochs", type=int, default=10)
     p.add_argument("--agent-set", action="append", default=[], metavar="KEY=VALUE",
                    help="another agents/train.py + transfer.py setting (repeatable), e.g. latent_stack=1")
+    p.add_argument("--transfer-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="another agents/transfer.py setting (repeatable), e.g. 'train_conditions=[\"image\",\"sound\"]'")
     p.add_argument("--dry-run", action="store_true", help="print the stages and stop")
     args = p.parse_args(argv)
     problems = [f"--{name} must be >= 1, got {value}" for name, value in
@@ -208,7 +210,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if bool(args.onpolicy_train) != bool(args.onpolicy_test):
         problems.append("--onpolicy-train and --onpolicy-test go together")
     problems += [f"{flag} {s!r} is not KEY=VALUE" for flag, values in (("--pretrain-set", args.pretrain_set),
-                                                                       ("--agent-set", args.agent_set))
+                                                                       ("--agent-set", args.agent_set),
+                                                                       ("--transfer-set", args.transfer_set))
                  for s in values if "=" not in s or s.startswith("=")]
     if problems:
         p.error("; ".join(problems))
