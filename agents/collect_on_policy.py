@@ -8,6 +8,10 @@ model on it with ``pretrain/run.py with ... data_path=OUT init_weights=MODEL``.
 
     python agents/collect_on_policy.py --agent runs/transfer-pendulum-stack1/agents/image-seed0 \\
         --random-action-p 0.3 --out data/envs/PendulumSound-v0-onpolicy.npz
+    python agents/collect_on_policy.py --agent AGENT --env my_envs:MyEnv-v0 --out OUT.npz   # an env of a module
+
+The environment is the agent's (its agent.json). A file never chooses a module to import: an environment that
+importing this project does not register is given again as ``--env module:Id`` (the same environment).
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from pathlib import Path
 
 import envs  # noqa: F401  (registers this project's environments)
 from agents.common import read_agent_meta
+from agents.environments import recorded_env
 from agents.policy_loader import collection_policy
 from mhvae_perception.data import collect as collector
 
@@ -31,16 +36,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-train", type=int, default=None)
     parser.add_argument("--n-test", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--env", default=None, help="the agent's environment as module:Id, when importing this "
+                                                    "project does not register it (the module is imported)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if not 0.0 <= args.random_action_p <= 1.0:
         parser.error(f"--random-action-p must be in [0, 1], got {args.random_action_p}")
     meta = read_agent_meta(args.agent)  # checked before any collection
+    env = recorded_env(meta, args.env)  # registered in this process, or refused with the fix
     loader = functools.partial(collection_policy, random_action_p=args.random_action_p, seed=args.seed)
     loader.__qualname__ = f"agent with random actions p={args.random_action_p}"  # type: ignore[attr-defined]
     collector.register_policy_loader(loader)
     t0 = time.perf_counter()
-    path = collector.collect(meta["env_id"], args.n_train, args.n_test, args.seed,
+    path = collector.collect(env.env_id, args.n_train, args.n_test, args.seed,
                              env_kwargs=json.loads(json.dumps(meta.get("env_kwargs") or {})),
                              policy=Path(args.agent), progress=not args.no_progress, path=args.out)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB) in {time.perf_counter() - t0:.1f} s")

@@ -302,6 +302,19 @@ def test_module_env_id_imports_the_users_module_never_one_a_file_names(checkpoin
             evaluate({**cfg, "env": "TinySensorsBox-v0"}, log=lambda s: None)
         result = evaluate({**cfg, "env": "tiny_agents_envmod:TinyModuleEnv-v0"}, log=lambda s: None)
         assert result["lengths"] == [10]
+        # collecting on the agent's states: the same rule (--env module:Id), the recorded env otherwise
+        from agents import collect_on_policy
+        from mhvae_perception.data import collect as collector
+
+        monkeypatch.setattr(collector, "POLICY_LOADERS", [])  # main() registers its loader there
+        args = ["--agent", str(tmp_path / "a"), "--n-train", "20", "--n-test", "10", "--no-progress"]
+        _forget("tiny_agents_envmod", "TinyModuleEnv-v0")
+        with pytest.raises(SettingsError, match="pass env=<module>:TinyModuleEnv-v0"):
+            collect_on_policy.main([*args, "--out", str(tmp_path / "none.npz")])
+        assert "tiny_agents_envmod" not in sys.modules and not (tmp_path / "none.npz").exists()
+        collect_on_policy.main([*args, "--env", "tiny_agents_envmod:TinyModuleEnv-v0",
+                                "--out", str(tmp_path / "c.npz")])
+        assert collector.read_collected(tmp_path / "c.npz")[1]["env_id"] == "TinyModuleEnv-v0"
         # a crafted agent.json naming module:Id is refused without importing the module
         crafted = dict(read_agent_meta(tmp_path / "a"), env="tiny_agents_evilmod:Evil-v0")
         (tmp_path / "a" / "agent.json").write_text(json.dumps(crafted))
