@@ -200,6 +200,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="another agents/transfer.py setting (repeatable), e.g. 'train_conditions=[\"image\",\"sound\"]'")
     p.add_argument("--dry-run", action="store_true", help="print the stages and stop")
     args = p.parse_args(argv)
+    args.out = args.out.resolve()  # the stages run from the repository root
     problems = [f"--{name} must be >= 1, got {value}" for name, value in
                 (("timesteps", args.timesteps), ("test-episodes", args.test_episodes),
                  ("finetune-epochs", args.finetune_epochs), ("pretrain-epochs", args.pretrain_epochs or 1),
