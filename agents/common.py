@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from agents.config import HYPERPARAMS, parse_modalities
+from agents.config import HYPERPARAMS, ON_OUT_OF_RANGE, parse_modalities
 from agents.environments import AgentEnv, check_algo, make_env, resolve_env
 from agents.files import (AgentDiskFullError, AgentFileError, AgentFolderLock, contained_path,  # noqa: F401
                           remove_leftover_temp_files, staged_writes)  # (AgentDiskFullError: re-exported)
@@ -74,7 +74,7 @@ def _raw_env(env: AgentEnv, state: bool, render_mode: str | None = None, episode
 
 def make_vec_env(env: str | AgentEnv, modalities, mhvae: Any = None, n_envs: int = 1, state: bool = False,
                  seed: int = 0, n_stack: int = 1, failure_p: Any = None, failure_seed: int | None = None,
-                 video_folder: str | os.PathLike | None = None, on_out_of_range: str = "error",
+                 video_folder: str | os.PathLike | None = None, on_out_of_range: str = ON_OUT_OF_RANGE,
                  device: str | torch.device = "cpu", sample: bool = False, episode_steps: int | None = None):
     """A DummyVecEnv of Monitor-wrapped raw envs under one batched :class:`VecMHVAEObservation` (or state
     envs), optionally with :class:`VecSensorFailure` (``failure_p``) and a ``VecFrameStack`` of ``n_stack``
@@ -636,8 +636,13 @@ def _train(env: AgentEnv, meta: dict, plan: TrainingPlan, mhvae: Any, out_dir: P
                     reset_num_timesteps=start == 0)
     wall = time.perf_counter() - t0
     trained_now = timesteps - start
+    outside = out_of_range_counts(train_env)
     meta.update({"train_wall_s": round(wall, 1), "train_steps_per_s": round(trained_now / max(wall, 1e-9), 1),
-                 "resumed_from_step": start, "best_mean_eval_reward": float(evaluator.best_mean_reward)})
+                 "resumed_from_step": start, "best_mean_eval_reward": float(evaluator.best_mean_reward),
+                 "out_of_range_observations": outside})
+    if outside:
+        log(f"observations outside the MHVAE's training range during training: {outside} of {trained_now} steps "
+            f"(the agent explores beyond the pretraining data; the pipeline's on-policy fine-tuning covers them)")
     if keep_resume:  # the state at the last step: a larger timesteps continues exactly from here
         save_resume_state(agent, out_dir, meta, evaluator.best_mean_reward)
     description = save_agent(agent, out_dir, meta)
@@ -657,6 +662,14 @@ def _train(env: AgentEnv, meta: dict, plan: TrainingPlan, mhvae: Any, out_dir: P
 
 
 # ------------------------------------------------------------------------------------------- evaluation
+def out_of_range_counts(venv) -> dict[str, int]:
+    """Observations per sensor the MHVAE wrapper under ``venv`` found outside the training range ({} for state
+    envs); the wrapper may sit under a VecFrameStack or VecSensorFailure."""
+    while venv is not None and not hasattr(venv, "out_of_range_counts"):
+        venv = getattr(venv, "venv", None)
+    return {} if venv is None else {k: int(v) for k, v in venv.out_of_range_counts.items() if v}
+
+
 def evaluate_returns(agent, venv, n_episodes: int) -> np.ndarray:
     """Episode returns of the deterministic policy over ``n_episodes`` (SB3's evaluate_policy)."""
     from stable_baselines3.common.evaluation import evaluate_policy

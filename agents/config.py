@@ -144,3 +144,8 @@ def condition_name(modalities, sensors=None) -> str:
     if sensors is not None and len(mods) > 1 and sorted(mods) == sorted(sensors):
         return all_sensors_name(sensors)
     return "+".join(mods)
+
+#: what the agents' wrapper does with an observation outside the MHVAE's training range: an agent that learns
+#: to act leaves the random-policy states the model was pretrained on, so the default warns once and counts
+#: them (reported after training and evaluation) instead of stopping; "error" stops, "ignore" says nothing
+ON_OUT_OF_RANGE = "warn"

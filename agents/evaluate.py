@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 from sacred import Experiment
 
-from agents.common import (check_mhvae_reference, check_video_support, load_agent, make_vec_env, random_returns,
-                           read_agent_meta, set_threads)
-from agents.config import condition_name, parse_modalities
+from agents.common import (check_mhvae_reference, check_video_support, load_agent, make_vec_env, out_of_range_counts,
+                           random_returns, read_agent_meta, set_threads)
+from agents.config import ON_OUT_OF_RANGE, condition_name, parse_modalities
 from agents.environments import recorded_env
 from agents.settings import SettingsError, check_evaluate_settings, check_text
 from mhvae_perception.hashing import file_sha256
@@ -51,7 +51,7 @@ def config():
     allow_other_mhvae = False  # accept an mhvae with another SHA-256 than the agent's (warns: other latents)
     random_reference = True  # also measure a uniform random policy with the same number of episodes
     video = False  # record episodes of environment 0 with Gymnasium's RecordVideo (rgb_array; needs moviepy)
-    on_out_of_range = "error"  # the wrapper's policy for observations outside the training range
+    on_out_of_range = ON_OUT_OF_RANGE  # outside the MHVAE's training range: warn (counted) | error | ignore
     device = "auto"
     num_threads = 1
     out_dir = None  # default: <agent>/eval-<condition>[-fail<p>]
@@ -145,13 +145,14 @@ def evaluate(cfg: dict, log=print, log_scalar=None) -> dict:
     venv = make_vec_env(env, mods, mhvae, n_envs=n_envs, state=state, seed=int(cfg["seed"]),
                         n_stack=meta["latent_stack"], failure_p=fail, failure_seed=int(cfg["seed"]),
                         video_folder=out / "videos" if cfg.get("video") else None,
-                        on_out_of_range=cfg.get("on_out_of_range", "error"), episode_steps=steps)
+                        on_out_of_range=cfg.get("on_out_of_range", ON_OUT_OF_RANGE), episode_steps=steps)
     from stable_baselines3.common.evaluation import evaluate_policy
 
     t0 = time.perf_counter()
     returns, lengths = evaluate_policy(agent, venv, n_eval_episodes=n, deterministic=True,
                                        return_episode_rewards=True, warn=False)
     wall = time.perf_counter() - t0
+    outside = out_of_range_counts(venv)
     venv.close()
     rows = {f"agent ({cond}{f', failure p={fail}' if fail is not None else ''})": summarise(returns)}
     rand = None
@@ -162,7 +163,7 @@ def evaluate(cfg: dict, log=print, log_scalar=None) -> dict:
               "modalities": list(mods) if mods else None, "failure_p": fail, "mhvae": mhvae,
               "mhvae_sha256": None if state else model["sha256"], "other_mhvae": bool(model and model["other"]),
               "policy_sha256": meta.get("policy_sha256"), "seed": int(cfg["seed"]),
-              "episode_steps": steps, "wall_s": round(wall, 2), "summary": rows,
+              "episode_steps": steps, "wall_s": round(wall, 2), "summary": rows, "out_of_range_observations": outside,
               "returns": [float(r) for r in returns], "lengths": [int(k) for k in lengths],
               "random_returns": None if rand is None else [float(r) for r in rand]}
     out.mkdir(parents=True, exist_ok=True)  # only now: a run that fails earlier leaves no empty folder
@@ -172,6 +173,8 @@ def evaluate(cfg: dict, log=print, log_scalar=None) -> dict:
         writer.writerow(["episode", "return", "length"])
         writer.writerows((i, float(r), int(k)) for i, (r, k) in enumerate(zip(returns, lengths)))
     log(table(rows))
+    if outside:
+        log(f"observations outside the MHVAE's training range: {outside} of {int(sum(lengths))} steps")
     log(f"per-episode returns: {out / 'returns.json'}, {out / 'returns.csv'}")
     if log_scalar is not None:
         for i, r in enumerate(returns):

@@ -341,3 +341,31 @@ def test_pendulum_sound_and_hyperhot_are_the_generic_path_with_tuned_overrides()
     assert set(TUNED["PendulumSound-v0"]) <= set(GENERIC) and "algo" not in TUNED["PendulumSound-v0"]
     tiny = resolve_env("TinySensorsBox-v0")
     assert {k: tiny[k] for k in GENERIC} == GENERIC  # an env without overrides gets the generic settings
+
+
+def test_agents_warn_by_default_and_count_observations_outside_the_training_range(tmp_path):
+    """An agent explores beyond the pretraining data: training and evaluation go on (one warning) and report how
+    many observations per sensor were outside the MHVAE's training range; on_out_of_range="error" still stops."""
+    from agents import evaluate
+    from mhvae_perception.wrappers.adapter import OutOfRangeObservationError
+
+    space = gym.make("TinySensorsBox-v0").observation_space
+    torch.manual_seed(0)
+    narrow = {k: 1e-3 * np.stack([s.sample() for _ in range(256)]) for k, s in space.spaces.items()}  # |x| << 1
+    config = describe.infer_model_config(space, narrow, "mhvae", verbose=False,
+                                         overrides={"pos": {"network_kwargs": {"hidden": [16]}},
+                                                    "vel": {"network_kwargs": {"hidden": [16]}},
+                                                    "core": {"latent_dim": 2, "hidden": [16]}})
+    ck = save_checkpoint(tmp_path / "narrow.pt", build_model(config).eval())
+    run_dir = tmp_path / "agent"
+    with pytest.warns(UserWarning, match="outside"):
+        train_agent("TinySensorsBox-v0", "pos", str(ck), 0, 60, run_dir, hp=SAC_HP, **QUIET)
+    assert read_agent_meta(run_dir)["out_of_range_observations"]["pos"] > 0
+    result = evaluate.evaluate({"agent": str(run_dir), "modalities": "pos", "episodes": 2, "n_envs": 1, "seed": 0,
+                                "random_reference": False, "device": "cpu", "out_dir": str(tmp_path / "ev")},
+                               log=lambda s: None)
+    assert result["out_of_range_observations"]["pos"] >= sum(result["lengths"])  # every step (+ resets, bounds)
+    with pytest.raises(OutOfRangeObservationError):
+        evaluate.evaluate({"agent": str(run_dir), "modalities": "pos", "episodes": 1, "n_envs": 1, "seed": 0,
+                           "random_reference": False, "device": "cpu", "out_dir": str(tmp_path / "ev2"),
+                           "on_out_of_range": "error"}, log=lambda s: None)
