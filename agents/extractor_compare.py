@@ -29,6 +29,7 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.evaluation import evaluate_policy
 
 import envs  # noqa: F401  (registers PendulumSound-v0 and Hyperhot-v0)
+from agents.common import random_returns
 from agents.config import HYPERPARAMS
 from mhvae_perception.hub import resolve_model
 from mhvae_perception.wrappers import MHVAEExtractor, MHVAEObservation
@@ -58,20 +59,6 @@ def test_returns(agent: SAC, variant: str, env_id: str, model, sensor: str, epis
     returns, _ = evaluate_policy(agent, env, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True,
                                  warn=False)
     return np.asarray(returns, dtype=np.float64)
-
-
-def random_returns(env_id: str, episodes: int, seed: int) -> np.ndarray:
-    env = gym.make(env_id)
-    env.action_space.seed(seed)
-    out = []
-    for i in range(episodes):
-        env.reset(seed=seed + i)
-        total, done = 0.0, False
-        while not done:
-            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
-            total, done = total + float(reward), terminated or truncated
-        out.append(total)
-    return np.asarray(out)
 
 
 def summary(values) -> dict:
@@ -135,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     other = next(s for s in sensors if s != args.train_sensor)
     torch.set_num_threads(1)
     started = time.time()
-    rand = random_returns(args.env_id, args.test_episodes, seed=10_000)
+    rand = random_returns(args.env_id, args.test_episodes, seed=10_000)  # the env's own episode length
     results = {v: {"own": [], "other": [], "transfer": [], "steps_per_s": []} for v in args.variants}
     runs, total = 0, len(args.variants) * len(args.seeds)
     for variant in args.variants:
