@@ -361,8 +361,10 @@ def _train_locked(cfg: dict, paths: RunPaths, resume: Optional[Path], ck: Option
         last_good = paths.last
         if writer is not None:
             writer.flush()
+        done, left = epoch + 1 - start_epoch, int(cfg["epochs"]) - epoch - 1
+        eta = (time.time() - t0) / done * left
         log(f"epoch {epoch + 1}/{cfg['epochs']}: loss {record['train/loss']:.4f}, "
-            f"valid ELBO {record['valid/elbo']:.4f}")
+            f"valid ELBO {record['valid/elbo']:.4f} ({time.time() - t_epoch:.0f} s; ETA {eta / 60:.1f} min)")
         world.barrier()
     bar.close()
     if not world.is_main:  # rank 0 alone writes the history and evaluates
@@ -397,14 +399,37 @@ def row_descriptions() -> dict[str, tuple[str, str]]:
     return {key: (metric, inp) for key, metric, inp in rows}
 
 
+
+class LineProgress:
+    """Progress as plain lines, one per tenth of the work with the elapsed time and the ETA: for output that is
+    not a terminal (a file, a pipe), where a bar's frames would glue to the other lines."""
+
+    def __init__(self, total: int, desc: str, unit: str) -> None:
+        self.total, self.desc, self.unit = max(1, int(total)), desc, unit
+        self.n, self.shown, self.t0 = 0, 0, time.time()
+
+    def update(self, n: int = 1) -> None:
+        self.n += int(n)
+        tenth = min(10, 10 * self.n // self.total)
+        if tenth > self.shown:
+            self.shown = tenth
+            elapsed = time.time() - self.t0
+            eta = elapsed / self.n * (self.total - self.n)
+            print(f"{self.desc}: {100 * self.n // self.total}% ({self.n}/{self.total} {self.unit}s), "
+                  f"{elapsed / 60:.1f} min, ETA {eta / 60:.1f} min", flush=True)
+
+    def close(self) -> None:
+        pass
+
 def log_likelihood_rows(model, splits, cfg: dict, device, n_points: int) -> tuple[list[dict], dict[str, torch.Tensor]]:
     """Each row of ``estimators.paper_rows`` on the first ``n_points`` test points: mean, std and standard
     error (std / sqrt(n)) of the per-point estimates, and the per-point estimates themselves (for paired
     comparisons of two models on the same points)."""
     K = int(cfg["eval_samples"])
     per_point: dict[str, list[torch.Tensor]] = defaultdict(list)
-    bar = tqdm(total=n_points, desc=f"log-likelihoods (K={K})", unit="point", disable=not cfg["progress"],
-               dynamic_ncols=True)
+    desc = f"log-likelihoods (K={K})"
+    bar = (tqdm(total=n_points, desc=desc, unit="point", dynamic_ncols=True) if cfg["progress"]
+           else LineProgress(n_points, desc, "point"))
     for batch in splits.test.iter_batches(int(cfg["eval_batch_size"]), limit=n_points):
         rows = estimators.paper_rows(model, to_device(batch, device), num_samples=K, chunk_size=cfg["eval_chunk_size"])
         for key, value in rows.items():
@@ -516,6 +541,9 @@ def main(_run, _config, model_overrides):
     # sacred refuses other added entries (typos) as usual.
     cfg = dict(_config)
     world = distributed.from_env()  # several ranks under torchrun (pretrain/distributed.py), else one process
+    # progress bars on a terminal only: piped into a file their frames would glue to the epoch lines, which carry
+    # the ETA themselves
+    cfg["progress"] = cfg["progress"] and sys.stderr.isatty()
     log = tqdm.write if cfg["progress"] else print  # tqdm.write keeps the bar intact
     try:
         with distributed.process_group(world, resolve_device(cfg["device"])):
@@ -567,6 +595,7 @@ def evaluate(_run, _config):
     """Evaluate any saved checkpoint: ``evaluate with checkpoint=PATH [eval_samples=K eval_points=N eval_dir=DIR]``."""
     cfg = dict(_config)
     check_settings(cfg, command="evaluate")
+    cfg["progress"] = cfg["progress"] and sys.stderr.isatty()  # bars on a terminal only (see main)
     path, shipped = locate_checkpoint(cfg["checkpoint"])
     ck = checkpoints.load_checkpoint(path, device=resolve_device(cfg["device"]))
     recorded = (ck.training_state or {}).get("run_config", {})

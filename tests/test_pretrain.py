@@ -492,6 +492,11 @@ def test_command_line_run_observer_and_clean_cout(tmp_path):
     cout = (obs / "1" / "cout.txt").read_text()
     assert "\r" not in cout and "log-likelihoods (K=2): 100%" in cout and "epoch 3/3: loss" in cout
     assert cout.count("batch/s") <= 4  # one frame of the training bar left per epoch (+ the last), not one per batch
+    # piped output (not a terminal): no bar frames at all, epoch lines with their ETA, the evaluation as lines
+    piped = done.stdout + done.stderr
+    assert "\r" not in piped and "batch/s" not in piped
+    assert all("ETA" in line for line in piped.splitlines() if line.startswith("epoch "))
+    assert "log-likelihoods (K=2): 100% (4/4 points)" in piped
     assert json.loads((rd / "metrics.json").read_text())["num_samples"] == 2
     module = subprocess.run([sys.executable, "-m", "pretrain.run", "print_config", "with", "quick", "-u"], cwd=REPO,
                             env=env, capture_output=True, text=True, timeout=300)
