@@ -512,8 +512,11 @@ def test_ctrl_c_prints_one_line_with_what_was_saved_and_the_command_that_continu
     rd = tmp_path / "cli"
     args = ["with", "dataset=pendulum_sound", f"data_path={env_file}", "epochs=100000", "batch_size=16",
             "figures=False", "tensorboard=False", "num_threads=1", "device=cpu", "progress=False", f"run_dir={rd}", "-u"]
+    # A shell starts background jobs with SIGINT ignored, and Python keeps an ignored SIGINT ignored: the child gets
+    # the default action back, as a command typed at a terminal has (else the test hangs when run in the background)
     proc = subprocess.Popen([sys.executable, "pretrain/run.py", *args], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 600  # a loaded machine is slow: wait for the first checkpoint, not for a fixed time
     while not (rd / "checkpoints" / "last.pt").is_file() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.5)
