@@ -5,7 +5,8 @@
     python agents/pipeline.py --env PendulumSound-v0 --out ... --dry-run        # print the stages only
 
 Stages, each a command of this project run as a subprocess (its output in ``<out>/logs/<stage>.log`` and on the
-terminal), each skipped when its output exists and resumed by its own script when interrupted:
+terminal), each skipped when its output exists and its command has not changed (a changed command, e.g. more
+seeds, runs the stage again: its script reuses what it can), and resumed by its own script when interrupted:
 
 1. ``pretrain``: collect the random-policy dataset when missing and pretrain an MHVAE (``pretrain/run.py``: the
    short environment schedule and ``loss_recipe=transfer``); its evaluation ends with the transfer predictor
@@ -253,7 +254,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     args.out.mkdir(parents=True, exist_ok=True)
     previous = json.loads((args.out / "pipeline.json").read_text()) if (args.out / "pipeline.json").is_file() else {}
-    record = {"env": args.env, "argv": sys.argv[1:], "stages": previous.get("stages", {}), "gate": None}
+    record = {"env": args.env, "argv": sys.argv[1:], "stages": json.loads(json.dumps(previous.get("stages", {}))),
+              "gate": None}
     started = time.time()
     for i, stage in enumerate(stages, 1):
         entry = record["stages"].get(stage.name, {})
@@ -270,8 +272,9 @@ def main(argv: list[str] | None = None) -> None:
             if not likely and args.gate == "stop":
                 raise SystemExit("pipeline: stopped at the gate (--gate stop); see the message above")
             continue
-        if stage.done():
-            if entry.get("status") != "done":  # a product made outside this pipeline folder's record
+        recorded = previous.get("stages", {}).get(stage.name, {}).get("command")
+        if stage.done() and recorded in (None, entry["command"]):  # same command (or made outside this record)
+            if entry.get("status") != "done":
                 entry.update(status="skipped: output exists", wall_s=None)
             print("skipped: its output exists", flush=True)
             write_record(args.out, record)

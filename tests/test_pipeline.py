@@ -71,9 +71,12 @@ def test_stages_run_in_order_then_are_skipped(tmp_path, monkeypatch):
     calls.clear()
     pipeline.main(args_for(out))  # everything exists: nothing runs again
     assert calls == []
-    # more agent steps than the scout was trained for: the scout stage runs again (its script continues it)
-    pipeline.main(args_for(out)[:-4] + ["--timesteps", "900", "--seeds", "0"])
-    assert calls == ["scout"]
+    # more seeds: the transfer stage's command changed, so it runs again (transfer.py reuses the agents it has)
+    pipeline.main(args_for(out)[:-1] + ["0", "1"])
+    assert calls == ["transfer"]
+    calls.clear()
+    pipeline.main(args_for(out)[:-1] + ["0", "1"])
+    assert calls == []
 
 
 def test_a_failed_stage_stops_and_the_same_command_resumes_there(tmp_path, monkeypatch):
