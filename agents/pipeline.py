@@ -35,7 +35,7 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -52,7 +52,6 @@ class Stage:
     command: list[str]
     budget: str
     done: Callable[[], bool]
-    extra: dict = field(default_factory=dict)
 
 
 def script(path: str, *args: str) -> list[str]:
