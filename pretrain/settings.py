@@ -30,8 +30,8 @@ LOSS_RECIPES = ("paper", "transfer")
 
 #: The default schedule of environment datasets (``env_id=...``, ``dataset=pendulum_sound|hyperhot``): not part
 #: of the paper's evaluation, so short enough for a first run on a CPU (PendulumSound: 39 min with its evaluation
-#: on one core of the shared 2-core CPU, 2026-12-03), with the warm-ups over the same fractions as the paper's MNIST schedule (U_m the first 1/5 of training, U_c and U_b
-#: 2/5), a quick evaluation (K = 100 on the first 1,000 test points) and the transfer recipe's loss weights
+#: on one core of the shared 2-core CPU, 2026-12-03), with the warm-ups over the same fractions as the paper's
+#: MNIST schedule (U_m the first 1/5 of training, U_c and U_b 2/5), a quick evaluation (K = 100 on the first 1,000 test points) and the transfer recipe's loss weights
 #: (an agent trained from one sensor should act from another). Every entry can be overridden.
 ENV_SCHEDULE = dict(epochs=30, lr=1e-3, batch_size=64, warmup_modality_epochs=6, warmup_core_epochs=12,
                     warmup_epochs=12, eval_samples=100, eval_points=1000, loss_recipe="transfer")
