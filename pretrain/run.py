@@ -66,7 +66,8 @@ def config():
     eval_samples = default_schedule(dataset, env_id)["eval_samples"]  # K: importance samples per test point
     # the loss weights: paper (the paper's datasets) | transfer (environments: a rule on the sensors, beyond the paper)
     loss_recipe = default_schedule(dataset, env_id)["loss_recipe"]
-    eval_points = default_schedule(dataset, env_id)["eval_points"]  # evaluate on the first N points of the test split (None: all)
+    eval_points = default_schedule(dataset, env_id)["eval_points"]  # evaluate on N points of the test split (None: all)
+    eval_first_point = 0  # the first test point evaluated: a shard [first, first + N) of a long evaluation
     eval_batch_size = 64  # test points per estimator call (memory is bounded by the estimator's chunking)
     eval_chunk_size = None  # importance samples drawn at once (None: the library's memory-bounded default)
     eval_checkpoint = "best"  # which checkpoint the final evaluation uses: best (validation ELBO) | last
@@ -421,8 +422,9 @@ class LineProgress:
     def close(self) -> None:
         pass
 
-def log_likelihood_rows(model, splits, cfg: dict, device, n_points: int) -> tuple[list[dict], dict[str, torch.Tensor]]:
-    """Each row of ``estimators.paper_rows`` on the first ``n_points`` test points: mean, std and standard
+def log_likelihood_rows(model, splits, cfg: dict, device, n_points: int,
+                        first: int = 0) -> tuple[list[dict], dict[str, torch.Tensor]]:
+    """Each row of ``estimators.paper_rows`` on ``n_points`` test points from point ``first``: mean, std and standard
     error (std / sqrt(n)) of the per-point estimates, and the per-point estimates themselves (for paired
     comparisons of two models on the same points)."""
     K = int(cfg["eval_samples"])
@@ -430,7 +432,7 @@ def log_likelihood_rows(model, splits, cfg: dict, device, n_points: int) -> tupl
     desc = f"log-likelihoods (K={K})"
     bar = (tqdm(total=n_points, desc=desc, unit="point", dynamic_ncols=True) if cfg["progress"]
            else LineProgress(n_points, desc, "point"))
-    for batch in splits.test.iter_batches(int(cfg["eval_batch_size"]), limit=n_points):
+    for batch in splits.test.iter_batches(int(cfg["eval_batch_size"]), limit=n_points, start=first):
         rows = estimators.paper_rows(model, to_device(batch, device), num_samples=K, chunk_size=cfg["eval_chunk_size"])
         for key, value in rows.items():
             per_point[key].append(value.detach().double().cpu())
@@ -447,6 +449,16 @@ def log_likelihood_rows(model, splits, cfg: dict, device, n_points: int) -> tupl
     return out, {key: torch.cat(values) for key, values in per_point.items()}
 
 
+def evaluated_points(cfg: dict, split_size: int) -> tuple[int, int]:
+    """(first point, number of points) of the test split that ``eval_first_point`` and ``eval_points`` select."""
+    first = int(cfg.get("eval_first_point") or 0)
+    if first >= split_size:
+        raise SettingsError(f"eval_first_point={first} is past the test split's last point ({split_size - 1}); "
+                            f"give a first point below {split_size}")
+    left = split_size - first
+    return first, left if cfg["eval_points"] is None else min(left, int(cfg["eval_points"]))
+
+
 def save_per_point(path: Path, per_point: dict[str, torch.Tensor]) -> None:
     """``per_point.npz``: ``rows`` (the row keys) and ``values`` (rows x test points, float64), in test-split order;
     plain arrays (read back with ``allow_pickle=False``)."""
@@ -455,13 +467,13 @@ def save_per_point(path: Path, per_point: dict[str, torch.Tensor]) -> None:
 
 
 @torch.no_grad()
-def mean_terms(model, dataset: data.DictTensorDataset, batch_size: int, device, limit=None) -> dict:
+def mean_terms(model, dataset: data.DictTensorDataset, batch_size: int, device, limit=None, start: int = 0) -> dict:
     """Means of the model's unweighted ELBO terms (rec/<modality>, kl/<modality>, kl/core, elbo) in evaluation
-    mode (every modality given, one reparameterised sample per point) over the first ``limit`` points."""
+    mode (every modality given, one reparameterised sample per point) over ``limit`` points from point ``start``."""
     was = model.training
     model.eval()
     sums, count = defaultdict(float), 0
-    for batch in dataset.iter_batches(batch_size, limit=limit):
+    for batch in dataset.iter_batches(batch_size, limit=limit, start=start):
         out = model.loss(to_device(batch, device))
         n = int(next(iter(batch.values())).shape[0])
         count += n
@@ -479,19 +491,21 @@ def evaluate_model(model, splits: data.DatasetSplits, cfg: dict, out_dir, checkp
     out_dir.mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device
     model.eval()
-    n_points = len(splits.test) if cfg["eval_points"] is None else min(len(splits.test), int(cfg["eval_points"]))
-    torch.manual_seed(int(cfg["eval_seed"]))
+    first, n_points = evaluated_points(cfg, len(splits.test))
+    # a shard's importance samples are seeded from its first point, so that shards of one evaluation differ
+    torch.manual_seed(int(cfg["eval_seed"]) + first)
     t0 = time.time()
-    rows, per_point = log_likelihood_rows(model, splits, cfg, device, n_points)
+    rows, per_point = log_likelihood_rows(model, splits, cfg, device, n_points, first)
     wall = time.time() - t0
     save_per_point(out_dir / "per_point.npz", per_point)
     torch.manual_seed(int(cfg["eval_seed"]))
     bs = int(cfg["eval_batch_size"])
-    elbo_terms = {"test": mean_terms(model, splits.test, bs, device, n_points),
+    elbo_terms = {"test": mean_terms(model, splits.test, bs, device, n_points, first),
                   "valid": mean_terms(model, splits.valid, bs, device, cfg["valid_points"])}
     history = (training_state or {}).get("history") or []
     metrics = {"dataset": splits.name, "model": model.config.kind, "checkpoint": str(checkpoint) if checkpoint else None,
-               "num_samples": int(cfg["eval_samples"]), "test_points": n_points, "test_split_size": len(splits.test),
+               "num_samples": int(cfg["eval_samples"]), "test_points": n_points, "first_test_point": first,
+               "test_split_size": len(splits.test),
                "modalities": {"x1": model.modality_names[0], "x2": model.modality_names[1]},
                "rows": rows, "values": {r["row"]: r["value"] for r in rows},
                "standard_errors": {r["row"]: r["se"] for r in rows}, "eval_wall_s": wall,
@@ -623,7 +637,9 @@ def evaluate(_run, _config):
     else:
         run_folder = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     n = "all" if cfg["eval_points"] is None else cfg["eval_points"]
-    out_dir = Path(cfg["eval_dir"]) if cfg["eval_dir"] else run_folder / f"eval-{path.stem}-K{cfg['eval_samples']}-n{n}"
+    shard = f"-from{cfg['eval_first_point']}" if cfg["eval_first_point"] else ""
+    out_dir = Path(cfg["eval_dir"]) if cfg["eval_dir"] else \
+        run_folder / f"eval-{path.stem}-K{cfg['eval_samples']}-n{n}{shard}"
     with RunFolderLock(out_dir, what="evaluation folder"):
         splits = load_splits(cfg, collect_if_missing="env_id" in modified)  # collected only on the user's word
         writer = None

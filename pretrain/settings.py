@@ -110,7 +110,7 @@ def check_settings(cfg: Mapping[str, Any], command: str = "main") -> None:
     else:
         _check_env_id(cfg["env_id"])
     _choice(cfg, "model", model_kinds())
-    for name in ("seed", "split_seed", "eval_seed"):
+    for name in ("seed", "split_seed", "eval_seed", "eval_first_point"):
         _int(cfg, name, 0)
     _int(cfg, "epochs", 0)
     if "loss_recipe" in cfg:

@@ -59,12 +59,14 @@ class DictTensorDataset(torch.utils.data.Dataset):
         return {k: self._serve(k, v[index], generator) for k, v in self.tensors.items()}
 
     def iter_batches(self, batch_size: int, shuffle: bool = False, generator: Optional[torch.Generator] = None,
-                     drop_last: bool = False, limit: Optional[int] = None) -> Iterator[Dict[str, torch.Tensor]]:
+                     drop_last: bool = False, limit: Optional[int] = None,
+                     start: int = 0) -> Iterator[Dict[str, torch.Tensor]]:
         """Batches in order (or in a permutation drawn from ``generator``); the same generator drives
         dynamic binarisation, so a generator seeded from (seed, epoch) fixes an epoch's data exactly.
-        ``limit`` caps the number of items served (a prefix of the order)."""
+        ``start`` skips the first items of the order and ``limit`` caps the number served after them (a shard)."""
         n = len(self)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        order = order[int(start):]
         if limit is not None:
             order = order[: int(limit)]
         stop = len(order) - (len(order) % batch_size if drop_last else 0)
