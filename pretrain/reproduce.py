@@ -101,7 +101,32 @@ def render(store: dict) -> str:
                 for m, r in entry["models"].items()}
         out += results_table.comparison_table(dataset, ours, entry.get("paired_se")) + [""]
         out += _summary_lines(dataset, entry)
+        for k, at_k in sorted((entry.get("at_k") or {}).items(), key=lambda item: int(item[0])):
+            out += _at_k_lines(dataset, int(k), at_k)
     return "\n".join(out)
+
+
+def _at_k_lines(dataset: str, k: int, at_k: dict) -> list[str]:
+    """The table's models evaluated again at another K (``record_at_k``)."""
+    models = [m for m in MODELS if m in at_k["models"]]
+    first = at_k["models"][models[0]]["budget"]
+    ours = {m: {key: at_k["models"][m].get(key) for key in ("values", "standard_errors", "rows", "budget")}
+            for m in models}
+    walls = ", ".join(f"{m.upper()} {at_k['models'][m]['eval_wall_s'] / 60:.1f} min"
+                      + (f" in {at_k['models'][m]['shards']} shards" if at_k["models"][m].get("shards", 1) > 1 else "")
+                      for m in models if at_k["models"][m].get("eval_wall_s") is not None)
+    lines = [f"### The same models at K = {k}", "",
+             *results_table.comparison_table(dataset, ours, at_k.get("paired_se")), ""]
+    values = {m: at_k["models"][m]["values"] for m in ("mhvae", "jmvae") if m in at_k["models"]}
+    if len(values) == 2:
+        compared = [key for key in paper.ROW_KEYS if all(key in v for v in values.values())]
+        ahead = sum(values["mhvae"][key] >= values["jmvae"][key] for key in compared)
+        lines += [f"Ours at K = {k}: MHVAE >= JMVAE on {ahead} of {len(compared)} of the paper's rows.", ""]
+    lines += [f"The models of the table above ({', '.join('`' + at_k['models'][m]['checkpoint'] + '`' for m in models)}), "
+              f"evaluated with K = {k} on {first['test_points']} of {first['test_split_size']} test points. "
+              f"Evaluation wall time: {walls}; machine: {at_k.get('machine')}; date {at_k.get('date')}. "
+              f"Command: `{at_k['command']}`.", ""]
+    return lines
 
 
 def _summary_lines(dataset: str, entry: dict) -> list[str]:
@@ -256,9 +281,16 @@ def paired_standard_errors(a: Path, b: Path) -> dict[str, float]:
     """Per row, the standard error of the mean difference a - b over the test points both evaluations saw (std of
     the per-point differences / sqrt(n)); empty when either folder lacks ``per_point.npz`` or the two were scored
     on different points (another split seed or number of points)."""
-    files = [d / "per_point.npz" for d in (a, b)]
     configs = [json.loads((d.parent / "config.json").read_text()) for d in (a, b)]
-    if not all(f.is_file() for f in files) or configs[0].get("split_seed") != configs[1].get("split_seed"):
+    if configs[0].get("split_seed") != configs[1].get("split_seed"):
+        return {}
+    return _paired_over_points(a, b)
+
+
+def _paired_over_points(a: Path, b: Path) -> dict[str, float]:
+    """:func:`paired_standard_errors` of two evaluations known to share their split."""
+    files = [d / "per_point.npz" for d in (a, b)]
+    if not all(f.is_file() for f in files):
         return {}
     (rows_a, va), (rows_b, vb) = ((list(z["rows"]), z["values"]) for z in (np.load(f, allow_pickle=False) for f in files))
     if va.shape[1] != vb.shape[1]:
@@ -269,6 +301,45 @@ def paired_standard_errors(a: Path, b: Path) -> dict[str, float]:
             diff = va[i] - vb[rows_b.index(row)]
             out[str(row)] = float(diff.std(ddof=1) / math.sqrt(len(diff)))
     return out
+
+
+def record_at_k(store: dict, eval_dirs: list[Path], command: str, machine: str) -> tuple[str, int]:
+    """Store evaluations at another K of the models already in a dataset's table (e.g. the shipped 50-epoch
+    models at the paper's K = 5000, merged from shards by pretrain/shards.py) as ``store[dataset]["at_k"][K]``;
+    the training budget is the table's, the evaluation budget the folders'. Returns (dataset, K)."""
+    found = []
+    for d in eval_dirs:
+        if not (d / "metrics.json").is_file():
+            raise SystemExit(f"{d} has no metrics.json: give evaluation folders (pretrain/run.py evaluate, or "
+                             f"pretrain/shards.py --out for a sharded one)")
+        found.append((d, json.loads((d / "metrics.json").read_text())))
+    datasets = {m["dataset"] for _, m in found}
+    ks = {m["num_samples"] for _, m in found}
+    points = {(m.get("first_test_point", 0), m["test_points"]) for _, m in found}
+    if len(datasets) != 1 or len(ks) != 1 or len(points) != 1:
+        raise SystemExit(f"--record-at-k needs evaluations of one dataset at one K on the same test points; got "
+                         f"datasets {sorted(datasets)}, K {sorted(ks)}, (first point, points) {sorted(points)}")
+    dataset, k = datasets.pop(), ks.pop()
+    entry = store.get(dataset) or {}
+    kinds = [m["model"] for _, m in found]
+    missing = [kind for kind in kinds if kind not in entry.get("models", {})]
+    if missing or len(set(kinds)) != len(kinds):
+        raise SystemExit(f"--record-at-k: {dataset}'s table has models {sorted(entry.get('models', {}))}; these "
+                         f"evaluations are of {kinds}: each must be one of the table's models, once")
+    models = {}
+    for d, m in found:
+        budget = {**_budget_of(entry, m["model"]), "eval_samples": k, "test_points": m["test_points"],
+                  "test_split_size": m["test_split_size"]}
+        models[m["model"]] = {"values": m["values"], "standard_errors": m.get("standard_errors", {}),
+                              "rows": m.get("rows", []), "budget": budget, "eval_wall_s": m.get("eval_wall_s"),
+                              "checkpoint": Path(str(m.get("checkpoint"))).name, "folder": str(d),
+                              "shards": len(m.get("shards") or [None])}
+    at_k = {"command": command, "date": time.strftime("%Y-%m-%d"), "machine": machine, "models": models}
+    folders = {m["model"]: d for d, m in found}
+    if "mhvae" in folders and "jmvae" in folders:
+        at_k["paired_se"] = _paired_over_points(folders["mhvae"], folders["jmvae"])
+    entry.setdefault("at_k", {})[str(k)] = at_k
+    return dataset, k
 
 
 def machine_description() -> str:
@@ -295,12 +366,24 @@ def main(argv=None) -> None:
                    help="store evaluations already made by pretrain/run.py (e.g. runs/<run>/eval-best-K5000-nall, "
                         "one per model, one dataset) instead of running anything; needs --commands")
     p.add_argument("--commands", nargs="+", default=[], help="with --record: how each run was trained, in order")
+    p.add_argument("--record-at-k", nargs="+", type=Path, metavar="EVAL_DIR",
+                   help="store evaluations at another K (one folder per model, e.g. pretrain/shards.py's merged "
+                        "folders) of the models already in the dataset's table; needs --command")
+    p.add_argument("--command", default=None, help="with --record-at-k: how the evaluations were made")
     p.add_argument("--machine", default=None, help="with --record: the machine that ran them (default: this one)")
     args = p.parse_args(argv)
 
     store = load_store(args.results)
     if args.render_only:
         write_results(store, args.results)
+        return
+    if args.record_at_k:
+        if not args.command:
+            raise SystemExit("--record-at-k needs --command: how the evaluations were made (the evaluate and "
+                             "shards commands)")
+        dataset, k = record_at_k(store, args.record_at_k, args.command, args.machine or machine_description())
+        write_results(store, args.results)
+        print(f"wrote {args.results} ({dataset} at K = {k})")
         return
     if args.record:
         dataset, store[dataset] = record(args.record, args.commands, args.machine or machine_description())

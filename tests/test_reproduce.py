@@ -207,6 +207,21 @@ def test_record_stores_evaluations_made_by_run_py(tmp_path, fake_mnist):
     values = json.loads((evals[0] / "metrics.json").read_text())["values"]
     assert entry["models"]["mhvae"]["values"] == values
 
+    # the same models at another K (e.g. the paper's, merged from shards): a second table under the first
+    with pytest.raises(SystemExit, match="needs --command"):
+        reproduce.main(["--record-at-k", *map(str, evals), "--results", str(results)])
+    reproduce.main(["--record-at-k", *map(str, evals), "--command", "evaluate at K", "--results", str(results)])
+    at_k = reproduce.load_store(results)["mnist"]["at_k"]["2"]
+    assert at_k["models"]["mhvae"]["values"] == values and at_k["models"]["jmvae"]["budget"]["warmup_epochs"] == 5
+    assert set(at_k["paired_se"]) == set(values)
+    text = results.read_text()
+    assert "### The same models at K = 2" in text and "`evaluate at K`" in text
+    assert text.index("### The same models at K = 2") < text.index("## Table 2")
+    entry_before = reproduce.load_store(results)
+    with pytest.raises(SystemExit, match="each must be one of the table's models, once"):
+        reproduce.main(["--record-at-k", str(evals[0]), str(evals[0]), "--command", "x", "--results", str(results)])
+    assert reproduce.load_store(results) == entry_before
+
 
 def test_k_curve_writes_each_rows_mean_at_every_k_and_a_figure(tmp_path, monkeypatch):
     from mhvae_perception import presets, save_checkpoint
