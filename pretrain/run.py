@@ -39,6 +39,7 @@ from mhvae_perception.data.describe import transfer_recipe
 from mhvae_perception.hub import shipped_or_path
 from mhvae_perception.models.devices import resolve_device
 from mhvae_perception.models.specs import ModelConfig
+from mhvae_perception.progress import progress_bar
 from pretrain import distributed, figures, results_table
 from pretrain.paper import PROTOCOL
 from pretrain.runfolder import RunFolderLock, RunPaths, epoch_seed, rng_state, seed_everything, set_rng_state
@@ -401,27 +402,6 @@ def row_descriptions() -> dict[str, tuple[str, str]]:
 
 
 
-class LineProgress:
-    """Progress as plain lines, one per tenth of the work with the elapsed time and the ETA: for output that is
-    not a terminal (a file, a pipe), where a bar's frames would glue to the other lines."""
-
-    def __init__(self, total: int, desc: str, unit: str) -> None:
-        self.total, self.desc, self.unit = max(1, int(total)), desc, unit
-        self.n, self.shown, self.t0 = 0, 0, time.time()
-
-    def update(self, n: int = 1) -> None:
-        self.n += int(n)
-        tenth = min(10, 10 * self.n // self.total)
-        if tenth > self.shown:
-            self.shown = tenth
-            elapsed = time.time() - self.t0
-            eta = elapsed / self.n * (self.total - self.n)
-            print(f"{self.desc}: {100 * self.n // self.total}% ({self.n}/{self.total} {self.unit}s), "
-                  f"{elapsed / 60:.1f} min, ETA {eta / 60:.1f} min", flush=True)
-
-    def close(self) -> None:
-        pass
-
 def log_likelihood_rows(model, splits, cfg: dict, device, n_points: int,
                         first: int = 0) -> tuple[list[dict], dict[str, torch.Tensor]]:
     """Each row of ``estimators.paper_rows`` on ``n_points`` test points from point ``first``: mean, std and standard
@@ -430,8 +410,7 @@ def log_likelihood_rows(model, splits, cfg: dict, device, n_points: int,
     K = int(cfg["eval_samples"])
     per_point: dict[str, list[torch.Tensor]] = defaultdict(list)
     desc = f"log-likelihoods (K={K})"
-    bar = (tqdm(total=n_points, desc=desc, unit="point", dynamic_ncols=True) if cfg["progress"]
-           else LineProgress(n_points, desc, "point"))
+    bar = progress_bar(n_points, desc, "points", bar=cfg["progress"])
     for batch in splits.test.iter_batches(int(cfg["eval_batch_size"]), limit=n_points, start=first):
         rows = estimators.paper_rows(model, to_device(batch, device), num_samples=K, chunk_size=cfg["eval_chunk_size"])
         for key, value in rows.items():

@@ -38,6 +38,7 @@ import numpy as np
 from gymnasium import spaces
 
 from ..hashing import file_sha256
+from ..progress import progress_bar
 from ..version import __version__
 from .presets import env_preset, resolve_env_name
 from .root import data_root
@@ -310,11 +311,8 @@ def collect(env_id: str, n_train: Optional[int] = None, n_test: Optional[int] = 
     seeds = {split: [int(s) for s in np.random.SeedSequence([int(seed), i]).generate_state(settings["n_envs"])]
              for i, split in enumerate(("train", "test"))}
     bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=settings["n_train"] + settings["n_test"], desc=f"collect {env_id}", unit="obs",
-                   mininterval=0.5, file=sys.stderr)
+    if progress:  # a bar on a terminal, lines with the ETA in a log
+        bar = progress_bar(settings["n_train"] + settings["n_test"], f"collect {env_id}", "obs")
     t0 = time.perf_counter()
     out: dict[str, np.ndarray] = {}
     skey = state_key(space)
