@@ -14,7 +14,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["mhvae_perception*", "envs*", "agents*", "pretrain*"]),
-    package_data={"mhvae_perception": ["weights/*.pt", "weights/manifest.json"]},  # the shipped models
+    package_data={"mhvae_perception": ["weights/*.pt", "weights/manifest.json", "weights/retired.json"]},  # the shipped models
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",

@@ -10,7 +10,7 @@ Both are tested over the same episodes from the training sensor and from the oth
 switched with ``set_modalities``), beside a uniform random policy; transfer = (other − random) / (own − random).
 Training speed (steps/s) is measured in the same run. Writes a JSON record, a Markdown table and a bar chart.
 
-    python agents/extractor_compare.py --model pendulum_sound-mhvae-onpolicy --train-sensor image \\
+    python agents/extractor_compare.py --model pendulum_sound-mhvae-pipeline --train-sensor image \\
         --seeds 0 1 2 --timesteps 20000 --test-episodes 100 --out docs/extractor_pendulum
 """
 from __future__ import annotations
@@ -105,7 +105,7 @@ def plot(record: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--env-id", default="PendulumSound-v0")
-    p.add_argument("--model", default="pendulum_sound-mhvae-onpolicy", help="a checkpoint or a shipped model name")
+    p.add_argument("--model", default="pendulum_sound-mhvae-pipeline", help="a checkpoint or a shipped model name")
     p.add_argument("--train-sensor", default="image")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--timesteps", type=int, default=20_000)

@@ -6,7 +6,7 @@ The transfer predictor scores the latents on the random-policy test split, which
 time; this measures them on the states the agent visits.
 
     python agents/pendulum_latent_gap.py --agent runs/transfer-pendulum-stack1/agents/image-seed0 \\
-        --models pendulum_sound-mhvae runs/PendulumSound-v0-mhvae-seed0-onpolicy/checkpoints/best.pt
+        --models runs/PendulumSound-v0-mhvae-seed0/checkpoints/best.pt pendulum_sound-mhvae-pipeline
 """
 from __future__ import annotations
 

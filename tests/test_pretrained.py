@@ -1,4 +1,6 @@
 """Shipped models: export, SHA-256 check, loading by name; and every model in the manifest verifies."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -156,3 +158,25 @@ def test_list_is_a_table_and_a_mistyped_name_gets_did_you_mean(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"did you mean 'toy-mhvae'\?.*shipped models: other, toy-mhvae"):
         resolve_model("toy_mhvae")
+
+
+def test_a_retired_model_name_says_what_replaced_it_and_how_to_get_the_old_file(tmp_path, monkeypatch):
+    from mhvae_perception import pretrained
+
+    retired = tmp_path / "retired.json"
+    retired.write_text(json.dumps({"old-model": {"file": "old-model.pt", "replaced_by": "new-model",
+                                                 "date": "2026-12-03", "last_commit": "abc123", "why": "smaller"}}))
+    monkeypatch.setattr(pretrained, "RETIRED", retired)
+    with pytest.raises(KeyError, match=r"'old-model' was retired on 2026-12-03 and replaced by 'new-model' "
+                                       r"\(smaller\).*git show abc123:mhvae_perception/weights/old-model.pt"):
+        pretrained.load("old-model")
+
+
+def test_every_retired_model_is_gone_and_its_replacement_is_shipped():
+    from mhvae_perception import pretrained
+
+    retired = json.loads(pretrained.RETIRED.read_text())
+    shipped = pretrained.available()
+    for name, r in retired.items():
+        assert name not in shipped and not (pretrained.WEIGHTS_DIR / r["file"]).exists()
+        assert r["replaced_by"] in shipped

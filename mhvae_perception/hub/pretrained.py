@@ -27,6 +27,9 @@ from ..models.base import MultimodalVAE
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 MANIFEST = WEIGHTS_DIR / "manifest.json"
+#: models shipped once and removed since (replaced, to keep the repository small): name -> what replaced it and
+#: the commit whose tree still holds the file
+RETIRED = WEIGHTS_DIR / "retired.json"
 
 
 def available() -> dict[str, dict[str, Any]]:
@@ -37,7 +40,14 @@ def available() -> dict[str, dict[str, Any]]:
 
 
 def did_you_mean(name: str) -> str:
-    """A sentence for an error about an unknown shipped name: the closest names, then all of them."""
+    """A sentence for an error about an unknown shipped name: what replaced it when it was retired, else the
+    closest names, then all of them."""
+    retired = json.loads(RETIRED.read_text()) if RETIRED.is_file() else {}
+    if name in retired:
+        r = retired[name]
+        return (f"{name!r} was retired on {r['date']} and replaced by {r['replaced_by']!r} ({r['why']}); use "
+                f"{r['replaced_by']!r}, or get the old file from git: git show {r['last_commit']}:"
+                f"mhvae_perception/weights/{r['file']} > {r['file']}")
     models = sorted(available())
     close = difflib.get_close_matches(str(name), models, n=3, cutoff=0.5)
     hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""

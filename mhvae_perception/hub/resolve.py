@@ -22,7 +22,7 @@ ModelLike = Union[MultimodalVAE, str, os.PathLike]
 
 def shipped_or_path(model: str | os.PathLike) -> Path:
     """The verified file of a shipped model when ``model`` is one's name, else ``model`` as a path:
-    ``MHVAEObservation(env, "pendulum_sound-mhvae")`` needs no pretraining.
+    ``MHVAEObservation(env, "pendulum_sound-mhvae-pipeline")`` needs no pretraining.
 
     A shipped name always means the shipped file (SHA-256 checked), even when a local file has the same name:
     that file is not used unless written as a path (``./name``), and a warning says so."""

@@ -3,7 +3,7 @@
 
 >>> import gymnasium as gym, envs
 >>> from mhvae_perception.wrappers import MHVAEObservation, SensorFailure, VecMHVAEObservation
->>> env = MHVAEObservation(gym.make("PendulumSound-v0"), "pendulum_sound-mhvae-onpolicy", modalities=("image",))
+>>> env = MHVAEObservation(gym.make("PendulumSound-v0"), "pendulum_sound-mhvae-pipeline", modalities=("image",))
 
 ``adapter`` (observation checks and conversions), ``observation`` (:class:`MHVAEObservation`,
 :class:`SensorFailure`), ``vector`` (their ``VecEnv`` forms), ``extractor`` (:class:`MHVAEExtractor`, an SB3

@@ -4,7 +4,7 @@ policy (what SB3 users ask for to plug a pretrained encoder into ``MultiInputPol
 >>> from stable_baselines3 import PPO
 >>> from mhvae_perception.wrappers import MHVAEExtractor
 >>> PPO("MultiInputPolicy", env, policy_kwargs={"features_extractor_class": MHVAEExtractor,
-...     "features_extractor_kwargs": {"model": "pendulum_sound-mhvae-onpolicy", "modalities": ["image"],
+...     "features_extractor_kwargs": {"model": "pendulum_sound-mhvae-pipeline", "modalities": ["image"],
 ...                                   "fine_tune": True}})
 
 Unlike :class:`~.observation.MHVAEObservation` (an observation wrapper: the latent is computed outside the
