@@ -21,6 +21,13 @@ seeds, runs the stage again: its script reuses what it can), and resumed by its 
    random-policy and (where the env has one) true-state references, the transfer table, charts and the
    robustness curve under failing sensors (``agents/transfer.py``).
 
+A model made earlier (in another session: run folders do not survive on every machine, shipped models do) enters
+with ``--model`` (a checkpoint or shipped name: the ``pretrain`` stage becomes its evaluation, which gives the gate
+its predictor) or ``--tuned-model`` (already fine-tuned on an agent's states: ``scout``, ``collect-onpolicy`` and
+``finetune`` are left out and the agents are trained on it)::
+
+    python agents/pipeline.py --env Hyperhot-v0 --out runs/pipeline/Hyperhot-v0 --tuned-model hyperhot-mhvae-pipeline
+
 ``<out>/pipeline.json`` records every stage's command, budget, status and wall time (rewritten after each stage);
 ``<out>/summary.md`` shows them with the transfer table. Run folders do not survive between sessions on every
 machine: keep (commit) ``<out>/model-onpolicy/checkpoints/best.pt`` (or ship it), ``<out>/transfer/results.json``,
@@ -103,24 +110,32 @@ def gate_message(scores: Optional[dict], threshold: float) -> tuple[bool, str]:
 def build_stages(args: argparse.Namespace) -> list[Stage]:
     out = args.out
     model, tuned = out / "model", out / "model-onpolicy"
+    given = args.tuned_model or args.model  # a model made earlier: evaluated (for the gate) instead of pretrained
+    base = args.model or str(model / "checkpoints" / "best.pt")
+    agents_model = args.tuned_model or str(tuned / "checkpoints" / "best.pt")
     scout = out / "scout" / "all-seed0"
     onpolicy = out / "data" / "onpolicy.npz"
     env_word = f"env_id={args.env}"
     pre = [f"{k}={v}" for k, v in (s.split("=", 1) for s in args.pretrain_set)]
     agent_extra = list(args.agent_set)
     epochs = [f"epochs={args.pretrain_epochs}"] if args.pretrain_epochs else []
-    stages = [
-        Stage("pretrain", "collect the random-policy dataset (when missing) and pretrain the MHVAE",
-              script("pretrain/run.py", "with", env_word, f"run_dir={model}", "progress=False", "num_threads=1",
-                     f"state_source={args.state_source}", *epochs, *pre),
-              f"pretrain/run.py's environment schedule{' with ' + ' '.join(epochs + pre) if epochs or pre else ''}",
-              lambda: (model / "metrics.json").is_file()),
-        Stage("gate", "the transfer predictor's verdict", [], f"threshold {args.gate_threshold}, {args.gate}",
-              lambda: False),
+    first = Stage("pretrain", "collect the random-policy dataset (when missing) and pretrain the MHVAE",
+                  script("pretrain/run.py", "with", env_word, f"run_dir={model}", "progress=False", "num_threads=1",
+                         f"state_source={args.state_source}", *epochs, *pre),
+                  f"pretrain/run.py's environment schedule{' with ' + ' '.join(epochs + pre) if epochs or pre else ''}",
+                  lambda: (model / "metrics.json").is_file())
+    if given:
+        first = Stage("evaluate", f"the given model {given}: test likelihoods and the transfer predictor",
+                      script("pretrain/run.py", "evaluate", "with", f"checkpoint={given}", env_word,
+                             f"eval_dir={model}", "progress=False", "num_threads=1",
+                             f"state_source={args.state_source}"),
+                      "the environment schedule's evaluation", lambda: (model / "metrics.json").is_file())
+    gate = Stage("gate", "the transfer predictor's verdict", [], f"threshold {args.gate_threshold}, {args.gate}",
+                 lambda: False)
+    refinement = [
         Stage("scout", "one agent from all sensors, to visit the states a good policy lives in",
-              script("agents/train.py", "with", f"env={args.env}", "train_modalities=all",
-                     f"mhvae={model / 'checkpoints' / 'best.pt'}", "seed=0", f"timesteps={args.timesteps}",
-                     f"run_dir={scout}", "progress=False", *agent_extra),
+              script("agents/train.py", "with", f"env={args.env}", "train_modalities=all", f"mhvae={base}", "seed=0",
+                     f"timesteps={args.timesteps}", f"run_dir={scout}", "progress=False", *agent_extra),
               f"{args.timesteps:,} steps, seed 0", lambda: finished_agent(scout, args.timesteps)),
         Stage("collect-onpolicy", "a dataset collected by the scout, random actions mixed in",
               script("agents/collect_on_policy.py", "--agent", str(scout), "--env", args.env, "--random-action-p",
@@ -129,20 +144,20 @@ def build_stages(args: argparse.Namespace) -> list[Stage]:
                        if args.onpolicy_train else [])),
               f"random actions p = {args.random_action_p}", lambda: onpolicy.is_file()),
         Stage("finetune", "the MHVAE fine-tuned on the scout's states",
-              script("pretrain/run.py", "with", env_word, f"data_path={onpolicy}",
-                     f"init_weights={model / 'checkpoints' / 'best.pt'}", f"epochs={args.finetune_epochs}",
-                     "warmup_modality_epochs=0", "warmup_core_epochs=0", f"run_dir={tuned}", "progress=False",
-                     "num_threads=1", f"state_source={args.state_source}", *pre),
+              script("pretrain/run.py", "with", env_word, f"data_path={onpolicy}", f"init_weights={base}",
+                     f"epochs={args.finetune_epochs}", "warmup_modality_epochs=0", "warmup_core_epochs=0",
+                     f"run_dir={tuned}", "progress=False", "num_threads=1", f"state_source={args.state_source}", *pre),
               f"{args.finetune_epochs} epochs, no warm-up", lambda: (tuned / "metrics.json").is_file()),
-        Stage("transfer", "agents from each sensor and from all, tested from every sensor set",
-              script("agents/transfer.py", "with", f"env={args.env}", f"mhvae={tuned / 'checkpoints' / 'best.pt'}",
-                     f"seeds={sacred_value(args.seeds)}", f"timesteps={args.timesteps}",
-                     f"test_episodes={args.test_episodes}", f"out_dir={out / 'transfer'}", "progress=False",
-                     *agent_extra, *args.transfer_set),
-              f"{len(args.seeds)} seeds x {args.timesteps:,} steps per condition, {args.test_episodes} test episodes",
-              lambda: (out / "transfer" / "results.json").is_file()),
     ]
-    return stages
+    transfer = Stage("transfer", "agents from each sensor and from all, tested from every sensor set",
+                     script("agents/transfer.py", "with", f"env={args.env}", f"mhvae={agents_model}",
+                            f"seeds={sacred_value(args.seeds)}", f"timesteps={args.timesteps}",
+                            f"test_episodes={args.test_episodes}", f"out_dir={out / 'transfer'}", "progress=False",
+                            *agent_extra, *args.transfer_set),
+                     f"{len(args.seeds)} seeds x {args.timesteps:,} steps per condition, "
+                     f"{args.test_episodes} test episodes", lambda: (out / "transfer" / "results.json").is_file())
+    # a fine-tuned model given: the agents are trained on it, without a scout's round of refinement
+    return [first, gate, *([] if args.tuned_model else refinement), transfer]
 
 
 def run_command(command: list[str], log_path: Path) -> int:
@@ -198,6 +213,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="another agents/train.py + transfer.py setting (repeatable), e.g. latent_stack=1")
     p.add_argument("--transfer-set", action="append", default=[], metavar="KEY=VALUE",
                    help="another agents/transfer.py setting (repeatable), e.g. 'train_conditions=[\"image\",\"sound\"]'")
+    p.add_argument("--model", default=None, help="a pretrained MHVAE (checkpoint or shipped name) instead of "
+                                                 "pretraining one; it is evaluated for the gate")
+    p.add_argument("--tuned-model", default=None, help="an MHVAE already fine-tuned on an agent's states (checkpoint "
+                                                       "or shipped name): the agents are trained on it directly")
     p.add_argument("--dry-run", action="store_true", help="print the stages and stop")
     args = p.parse_args(argv)
     args.out = args.out.resolve()  # the stages run from the repository root
@@ -214,9 +233,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                                        ("--agent-set", args.agent_set),
                                                                        ("--transfer-set", args.transfer_set))
                  for s in values if "=" not in s or s.startswith("=")]
+    for flag, value in (("--model", args.model), ("--tuned-model", args.tuned_model)):
+        if value is not None and not _model_exists(value):
+            problems.append(f"{flag} {value!r} is neither a checkpoint file nor a shipped model name "
+                            f"(python -m mhvae_perception.hub.pretrained list)")
     if problems:
         p.error("; ".join(problems))
     return args
+
+
+def _model_exists(name: str) -> bool:
+    from mhvae_perception.hub import pretrained
+
+    return Path(name).is_file() or name in pretrained.available()
 
 
 def check_env(env: str, state_source: str) -> None:

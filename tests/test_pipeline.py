@@ -31,7 +31,7 @@ def fake_runner(out, calls, fail=(), score=0.9):
         calls.append(stage)
         if stage in fail:
             return 3
-        if stage == "pretrain":
+        if stage in ("pretrain", "evaluate"):
             (out / "model").mkdir(parents=True, exist_ok=True)
             probes = {"transfer_score": {"linear": score, "mlp": score}} if score is not None else None
             (out / "model" / "metrics.json").write_text(json.dumps({"probes": probes}))
@@ -109,8 +109,30 @@ def test_the_gate_warns_or_stops_when_transfer_is_unlikely(tmp_path, monkeypatch
     assert likely and "--state-source" in message
 
 
+def test_a_model_made_earlier_is_evaluated_instead_of_pretrained(tmp_path, monkeypatch):
+    """--model: the pretrain stage becomes the given model's evaluation and the refinement starts from it;
+    --tuned-model: the agents are trained on it directly (no scout, collection or fine-tuning)."""
+    given = tmp_path / "given.pt"
+    given.write_bytes(b"a checkpoint")
+    out, calls = tmp_path / "m", []
+    monkeypatch.setattr(pipeline, "run_command", fake_runner(out, calls))
+    pipeline.main(args_for(out, "--model", str(given)))
+    assert calls == ["evaluate", "scout", "collect-onpolicy", "finetune", "transfer"]
+    stages = json.loads((out / "pipeline.json").read_text())["stages"]
+    assert f"evaluate with checkpoint={given}" in stages["evaluate"]["command"]
+    assert f"eval_dir={out / 'model'}" in stages["evaluate"]["command"]
+    assert f"mhvae={given}" in stages["scout"]["command"] and f"init_weights={given}" in stages["finetune"]["command"]
+    out, calls = tmp_path / "t", []
+    monkeypatch.setattr(pipeline, "run_command", fake_runner(out, calls, score=0.1))
+    pipeline.main(args_for(out, "--tuned-model", str(given)))
+    assert calls == ["evaluate", "transfer"]
+    record = json.loads((out / "pipeline.json").read_text())
+    assert f"mhvae={given} " in record["stages"]["transfer"]["command"] and "probably NOT" in record["gate"]
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--state-source", "sensor:lidar"], "no sensor 'lidar'"),
+    (["--model", "no-such-model"], "neither a checkpoint file nor a shipped model name"),
     (["--timesteps", "0"], "--timesteps must be >= 1"),
     (["--pretrain-set", "epochs"], "is not KEY=VALUE"),
 ])
