@@ -12,8 +12,8 @@ MNIST and FashionMNIST (image + label). See mhvae_perception.evaluation.coherenc
 CelebA (image + 18 binary attributes): the judge is multi-label (one sigmoid per attribute, BCE), and the
 directions are attributes -> image and image -> attributes, per attribute, beside the majority-class baseline:
 
-    python pretrain/coherence.py train --dataset celeba --epochs 5 --out runs/classifiers/celeba.pt
-    python pretrain/coherence.py ship runs/classifiers/celeba.pt celeba-classifier --dataset celeba --note "..."
+    python pretrain/coherence.py train --dataset celeba --epochs 10 --out runs/classifiers/celeba-e10.pt
+    python pretrain/coherence.py ship runs/classifiers/celeba-e10.pt celeba-classifier --dataset celeba --note "..."
     python pretrain/coherence.py evaluate --dataset celeba --classifier celeba-classifier \
         --models celeba-mhvae celeba-jmvae --out docs/coherence_celeba.json
 """
@@ -126,7 +126,7 @@ def evaluate(args) -> None:
     models = {name: resolve_model(name)[0] for name in args.models}
     check_models(models, classifier, args.dataset)
     if args.dataset in MULTI_LABEL:
-        return evaluate_multi_label(args, classifier, models)
+        return evaluate_multi_label(args, classifier, info, models)
     splits = data.load_dataset(args.dataset)
     results = {}
     for name, model in models.items():
@@ -146,7 +146,7 @@ def evaluate(args) -> None:
     print("\n".join(markdown(record)))
 
 
-def evaluate_multi_label(args, classifier, models: dict) -> None:
+def evaluate_multi_label(args, classifier, info: dict, models: dict) -> None:
     """attributes -> image and image -> attributes on the test points (one generation each), beside the judge on
     the real test images (the ceiling) and the majority-class baseline, as JSON and Markdown."""
     splits = data.load_dataset(args.dataset)

@@ -2,6 +2,7 @@
 file (round trip, refusals)."""
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -216,3 +217,26 @@ def test_the_command_refuses_a_classifier_of_the_other_kind_before_loading_model
     with pytest.raises(SystemExit, match="single-label classifier cannot judge celeba"):
         command.main(["ship", str(single), "toy-classifier", "--dataset", "celeba"])
     assert not out.exists()
+
+
+def test_the_command_evaluates_attributes_end_to_end_and_writes_the_record(tmp_path, monkeypatch):
+    from pretrain import coherence as command
+    from mhvae_perception.data.tensors import DictTensorDataset
+
+    images, attributes = attribute_points()
+    test = DictTensorDataset({"image": images, "attributes": attributes})
+    train = DictTensorDataset({"image": images[:4], "attributes": torch.tensor([[1., 1, 0, 0]] * 3 + [[0., 0, 1, 1]])})
+    splits = SimpleNamespace(train=train, test=test, info={"attributes": ("A", "B", "C", "D")})
+    model = AttributeModel(flip=(2,))
+    model.config.kind = "toy"
+    monkeypatch.setattr(command, "load_classifier", lambda source: (RowAttributeJudge(), {"test_accuracy": 1.0}))
+    monkeypatch.setattr(command, "resolve_model", lambda name: (model, None))
+    monkeypatch.setattr(command.data, "load_dataset", lambda name: splits)
+    out = tmp_path / "coherence.json"
+    command.main(["evaluate", "--dataset", "celeba", "--classifier", "judge", "--models", "toy", "--out", str(out)])
+    record = json.loads(out.read_text())
+    assert record["attributes"] == ["A", "B", "C", "D"] and record["points"] == 8
+    assert record["classifier_test"]["mean"] == 1.0 and record["classifier_info"] == {"test_accuracy": 1.0}
+    assert record["majority_baseline"]["majority"] == [1.0, 1.0, 0.0, 0.0]
+    toy = record["models"]["toy"]
+    assert toy["attributes_to_image"]["accuracy"] == toy["image_to_attributes"]["accuracy"] == [1.0, 1.0, 0.0, 1.0]
