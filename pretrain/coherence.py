@@ -117,7 +117,7 @@ def check_kind(classifier, source, dataset: str) -> None:
 
 def ship(args) -> None:
     check_kind(load_classifier(args.file)[0], args.file, args.dataset)
-    print(ship_classifier(args.file, args.name, args.dataset, args.note))
+    print(ship_classifier(args.file, args.name, args.dataset, args.note, half=args.half))
 
 
 def evaluate(args) -> None:
@@ -230,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("name")
     s.add_argument("--dataset", choices=DATASETS, required=True)
     s.add_argument("--note", default="")
+    s.add_argument("--half", action="store_true", help="store the weights as float16 (half the file; check that "
+                                                       "the evaluation does not change)")
     e = sub.add_parser("evaluate", help="label -> image and image -> label coherence of models")
     e.add_argument("--dataset", choices=DATASETS, default="mnist")
     e.add_argument("--classifier", required=True, help="a classifier file or a shipped classifier's name")

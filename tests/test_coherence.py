@@ -82,6 +82,12 @@ def test_classifier_files_round_trip_ship_by_name_and_refuse_other_files(tmp_pat
     assert torch.equal(load_classifier("toy-classifier")[0](x), classifier(x))
     with pytest.raises(checkpoints.CheckpointError, match="coherence classifier.*load_classifier"):
         pretrained.load("toy-classifier")
+    # float16 weights: half the file, loaded into float32 parameters, outputs within float16 rounding
+    half = ship_classifier(path, "toy-classifier-f16", "mnist", "a note", weights_dir=weights, half=True)
+    assert half["weights_dtype"] == "float16" and half["bytes"] < 0.6 * entry["bytes"]
+    loaded_half = load_classifier("toy-classifier-f16")[0]
+    assert all(p.dtype == torch.float32 for p in loaded_half.parameters())
+    assert torch.allclose(loaded_half(x), classifier(x), atol=1e-2) and not torch.equal(loaded_half(x), classifier(x))
 
 
 # --- multi-label (CelebA-style binary attributes) ------------------------------------------------------------------

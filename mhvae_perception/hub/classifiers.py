@@ -17,13 +17,17 @@ from .checkpoints import CheckpointError
 FORMAT = "mhvae-perception-classifier"
 
 
-def save_classifier(path: str | os.PathLike, classifier: ImageClassifier, info: dict | None = None) -> Path:
-    """Atomically write the classifier's weights and description (and ``info``: JSON values, e.g. its accuracy)."""
+def save_classifier(path: str | os.PathLike, classifier: ImageClassifier, info: dict | None = None,
+                    half: bool = False) -> Path:
+    """Atomically write the classifier's weights and description (and ``info``: JSON values, e.g. its accuracy);
+    ``half``: floating-point weights stored as float16 (half the file; they load into float32 parameters)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in classifier.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     payload = {"format": FORMAT, "description_json": json.dumps(classifier.description()),
-               "info_json": json.dumps(info or {}),
-               "state_dict": {k: v.detach().cpu() for k, v in classifier.state_dict().items()}}
+               "info_json": json.dumps(info or {}), "state_dict": state}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -58,11 +62,14 @@ def load_classifier(source: str | os.PathLike) -> tuple[ImageClassifier, dict]:
 
 
 def ship_classifier(path: str | os.PathLike, name: str, dataset: str, note: str,
-                    weights_dir: Path | None = None) -> dict:
-    """Copy a classifier file into the shipped weights as ``name`` with its SHA-256 and provenance."""
+                    weights_dir: Path | None = None, half: bool = False) -> dict:
+    """Copy a classifier file into the shipped weights as ``name`` with its SHA-256 and provenance (``half``:
+    float16 weights, see :func:`save_classifier`)."""
     weights_dir = Path(weights_dir or pretrained.WEIGHTS_DIR)
     classifier, info = load_classifier(path)
-    file = save_classifier(weights_dir / f"{name}.pt", classifier, info)
+    if half:
+        info = {**info, "weights_dtype": "float16"}
+    file = save_classifier(weights_dir / f"{name}.pt", classifier, info, half=half)
     manifest_path = weights_dir / "manifest.json"
     models = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     models[name] = {"file": file.name, "sha256": file_sha256(file), "bytes": file.stat().st_size, "dataset": dataset,
