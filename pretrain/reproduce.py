@@ -2,6 +2,7 @@
 
     # the paper's protocol (500 epochs, K = 5000 on the whole test split; days on a CPU):
     python pretrain/reproduce.py --dataset mnist --full
+    python pretrain/reproduce.py --dataset all --full       # Tables 1-3 in one command (device=auto: a GPU if any)
     # a reduced budget (clearly labelled as such in docs/RESULTS.md):
     python pretrain/reproduce.py --dataset mnist --epochs 3 --eval-samples 100 --eval-points 1000
     python pretrain/reproduce.py --render-only        # re-render docs/RESULTS.md from its stored data
@@ -348,7 +349,8 @@ def machine_description() -> str:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", choices=list(paper.TABLES), default="mnist")
+    p.add_argument("--dataset", choices=[*paper.TABLES, "all"], default="mnist",
+                   help="one of the paper's datasets, or all: Tables 1-3 in turn")
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     p.add_argument("--full", action="store_true", help="the paper's protocol (no overrides)")
     p.add_argument("--epochs", type=int, default=3)
@@ -391,6 +393,13 @@ def main(argv=None) -> None:
         print(f"wrote {args.results} ({dataset}: {', '.join(store[dataset]['models'])})")
         return
     command = "python pretrain/reproduce.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    for dataset in (list(paper.TABLES) if args.dataset == "all" else [args.dataset]):  # all: Tables 1-3 in turn
+        reproduce_dataset(argparse.Namespace(**{**vars(args), "dataset": dataset}), store, command)
+    print(f"wrote {args.results}")
+
+
+def reproduce_dataset(args: argparse.Namespace, store: dict, command: str) -> None:
+    """Train and evaluate ``args.models`` on ``args.dataset``, writing the results file after each model."""
     old = store.get(args.dataset) or {}
     same_budget = old.get("budget_tag") == budget_tag(args) and old.get("seed") == args.seed
     keep = old.get("models", {}) if same_budget else {}  # the other models measured with this budget stay
@@ -405,7 +414,6 @@ def main(argv=None) -> None:
               flush=True)
         store[args.dataset] = entry  # only completed runs reach this line
         write_results(store, args.results)
-    print(f"wrote {args.results}")
 
 
 if __name__ == "__main__":
