@@ -21,6 +21,8 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
 import envs  # noqa: F401  (registers this project's environments)
 from agents.common import read_agent_meta
 from agents.environments import recorded_env
@@ -38,10 +40,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--env", default=None, help="the agent's environment as module:Id, when importing this "
                                                     "project does not register it (the module is imported)")
+    parser.add_argument("--num-threads", type=int, default=1,
+                        help="torch threads (default 1: on a machine shared with other jobs, torch's default of one "
+                             "thread per core made this collection 3.7x slower, docs/TRANSFER.md)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if not 0.0 <= args.random_action_p <= 1.0:
         parser.error(f"--random-action-p must be in [0, 1], got {args.random_action_p}")
+    if args.num_threads < 1:
+        parser.error(f"--num-threads must be >= 1, got {args.num_threads}")
+    torch.set_num_threads(args.num_threads)
     meta = read_agent_meta(args.agent)  # checked before any collection
     env = recorded_env(meta, args.env)  # registered in this process, or refused with the fix
     loader = functools.partial(collection_policy, random_action_p=args.random_action_p, seed=args.seed)

@@ -369,3 +369,12 @@ def test_agents_warn_by_default_and_count_observations_outside_the_training_rang
         evaluate.evaluate({"agent": str(run_dir), "modalities": "pos", "episodes": 1, "n_envs": 1, "seed": 0,
                            "random_reference": False, "device": "cpu", "out_dir": str(tmp_path / "ev2"),
                            "on_out_of_range": "error"}, log=lambda s: None)
+
+
+def test_collect_on_policy_refuses_a_bad_thread_count_before_reading_the_agent(tmp_path, capsys):
+    from agents import collect_on_policy
+
+    with pytest.raises(SystemExit):
+        collect_on_policy.main(["--agent", str(tmp_path / "none"), "--out", str(tmp_path / "c.npz"),
+                                "--num-threads", "0"])
+    assert "--num-threads must be >= 1" in capsys.readouterr().err and not (tmp_path / "c.npz").exists()
