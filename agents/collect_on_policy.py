@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--env", default=None, help="the agent's environment as module:Id, when importing this "
                                                     "project does not register it (the module is imported)")
+    parser.add_argument("--state-source", default="auto",
+                        help="the true state recorded beside the sensors: auto | info:<key> | sensor:<name> | none "
+                             "(as pretrain/run.py's state_source; the same as the random-policy dataset's)")
     parser.add_argument("--num-threads", type=int, default=1,
                         help="torch threads (default 1: on a machine shared with other jobs, torch's default of one "
                              "thread per core made this collection 3.7x slower, docs/TRANSFER.md)")
@@ -58,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     path = collector.collect(env.env_id, args.n_train, args.n_test, args.seed,
                              env_kwargs=json.loads(json.dumps(meta.get("env_kwargs") or {})),
-                             policy=Path(args.agent), progress=not args.no_progress, path=args.out)
+                             policy=Path(args.agent), progress=not args.no_progress, path=args.out,
+                             state_source=args.state_source)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB) in {time.perf_counter() - t0:.1f} s")
 
 

@@ -139,7 +139,7 @@ def build_stages(args: argparse.Namespace) -> list[Stage]:
               f"{args.timesteps:,} steps, seed 0", lambda: finished_agent(scout, args.timesteps)),
         Stage("collect-onpolicy", "a dataset collected by the scout, random actions mixed in",
               script("agents/collect_on_policy.py", "--agent", str(scout), "--env", args.env, "--random-action-p",
-                     str(args.random_action_p), "--out", str(onpolicy), "--no-progress",
+                     str(args.random_action_p), "--out", str(onpolicy), "--state-source", args.state_source,
                      *(["--n-train", str(args.onpolicy_train), "--n-test", str(args.onpolicy_test)]
                        if args.onpolicy_train else [])),
               f"random actions p = {args.random_action_p}", lambda: onpolicy.is_file()),

@@ -66,6 +66,9 @@ def test_stages_run_in_order_then_are_skipped(tmp_path, monkeypatch):
     assert [s["status"] for s in record["stages"].values()] == ["done", "passed", "done", "done", "done", "done"]
     assert "init_weights=" + str(out / "model" / "checkpoints" / "best.pt") in record["stages"]["finetune"]["command"]
     assert "mhvae=" + str(out / "model-onpolicy" / "checkpoints" / "best.pt") in record["stages"]["transfer"]["command"]
+    # the on-policy dataset records the true state as the pretraining did (else the fine-tuning refuses it)
+    assert "--state-source auto" in record["stages"]["collect-onpolicy"]["command"]
+    assert "state_source=auto" in record["stages"]["finetune"]["command"]
     assert all(isinstance(s["wall_s"], float) for s in record["stages"].values())
     assert "| condition | return |" in (out / "summary.md").read_text()
     calls.clear()
