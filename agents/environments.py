@@ -7,7 +7,7 @@ imported only for a name the user gave (``user_given=True``): a name read from a
 ``agent.json``) must already be registered in this process, or the user passes it again as ``env=module:Id``.
 
 The environment must observe a ``Dict`` of at least two sensors (the agents act on MHVAE latents inferred from
-any subset of them); anything else is refused with :class:`~agents.settings.SettingsError` naming the fix, before
+any subset of them); anything else is refused with :class:`~agents.errors.SettingsError` naming the fix, before
 any model is loaded or folder written. Its spaces are read from one instance (made and closed once per process).
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from gymnasium import spaces
 import envs  # noqa: F401  (registers this project's environments, which the aliases name)
 from agents.config import (ACTION_SPACES_OF_ALGO, ALGO_FOR_ACTION_SPACE, ALIASES, DEFAULT_EPISODE_STEPS, GENERIC,
                            TUNED, conditions)
-from agents.settings import SettingsError
+from agents.errors import SettingsError
 
 
 @dataclass(frozen=True)

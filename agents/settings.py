@@ -18,11 +18,7 @@ import os
 from numbers import Integral, Real
 from typing import Any, Callable, Mapping, Sequence
 
-
-class SettingsError(ValueError):
-    """A setting has a value that is not allowed, or does not match the agent folder it would train into (the
-    message names the setting, the value and the fix)."""
-
+from agents.errors import SettingsError  # noqa: F401  (raised here; agents.settings.SettingsError for callers)
 
 #: the settings that define a trained agent (``timesteps`` aside: raising it continues the agent)
 AGENT_KEYS = ("env", "algo", "state", "train_modalities", "seed", "latent_stack", "train_failure_p", "train_sample",
