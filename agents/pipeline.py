@@ -164,7 +164,7 @@ def run_command(command: list[str], log_path: Path) -> int:
     """Run ``command`` from the repository root, its output both on the terminal and in ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "a") as log, subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
+    with open(log_path, "a", buffering=1) as log, subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
                                                       stderr=subprocess.STDOUT, text=True, env=env) as proc:
         log.write(f"$ {shlex.join(command)}\n")
         for line in proc.stdout:  # type: ignore[union-attr]
