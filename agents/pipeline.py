@@ -153,6 +153,7 @@ def build_stages(args: argparse.Namespace) -> list[Stage]:
                      script("agents/transfer.py", "with", f"env={args.env}", f"mhvae={agents_model}",
                             f"seeds={sacred_value(args.seeds)}", f"timesteps={args.timesteps}",
                             f"test_episodes={args.test_episodes}", f"out_dir={out / 'transfer'}", "progress=False",
+                            f"state_source={args.state_source}",
                             *agent_extra, *args.transfer_set),
                      f"{len(args.seeds)} seeds x {args.timesteps:,} steps per condition, "
                      f"{args.test_episodes} test episodes", lambda: (out / "transfer" / "results.json").is_file())

@@ -479,6 +479,13 @@ def check_transfer_settings(cfg: Mapping[str, Any]) -> None:
 
     env = _check_env(cfg)
     algo = _check_algo(cfg, env)
+    if _get(cfg, "state_source") is not _MISSING:
+        from mhvae_perception.data.collect import check_state_source
+
+        try:
+            check_state_source(cfg["state_source"])
+        except ValueError as err:
+            raise SettingsError(f"setting {err}") from None
     if _get(cfg, "mhvae") in (None, _MISSING):
         raise SettingsError("pass the MHVAE checkpoint: python agents/transfer.py with mhvae=PATH (a checkpoint or "
                             "a shipped model's name)")

@@ -73,6 +73,7 @@ def config():
     out_dir = f"runs/transfer-{str(env).replace('/', '_').replace(':', '_')}"
     budget_note = ""  # free text stored with the results (e.g. "reduced budget")
     latent_diagnostics = True  # latent agreement on the dataset's test split (needs the collected dataset)
+    state_source = "auto"  # the dataset of the diagnostics: the one collected with this state source (pretrain's)
 
 
 def summarise(returns: np.ndarray, steps: int, win_return: float | None = None) -> dict:
@@ -151,12 +152,15 @@ def pendulum_state_probe(model, n: int = 3000, seed: int = 0) -> dict:
     return out
 
 
-def diagnostics_data(env: str | AgentEnv):
-    """The dataset splits of the latent diagnostics, or a FileNotFoundError with both fixes."""
+def diagnostics_data(env: str | AgentEnv, state_source: str = "auto"):
+    """The dataset splits of the latent diagnostics (the file collected with ``state_source``, as pretraining's),
+    or a FileNotFoundError with both fixes."""
     from mhvae_perception import data
 
     env = env_settings(env)
     try:
+        if state_source != "auto":  # a file of its own (its name carries the collection settings)
+            return data.load_env_splits(env.env_id, collect_if_missing=False, state_source=state_source)
         return data.load_dataset(env["dataset"] or env.env_id)  # a reward variant shares its game's dataset
     except FileNotFoundError as err:
         raise FileNotFoundError(f"{err}; or run without the latent diagnostics: latent_diagnostics=False") from None
@@ -361,7 +365,8 @@ def run(cfg: dict, log=print, log_scalar: Callable[[str, float, int], None] | No
     set_threads(cfg["num_threads"])
     ck_path = shipped_or_path(cfg["mhvae"])
     # the diagnostics' dataset is loaded first: a missing file is reported before hours of training
-    splits = diagnostics_data(cfg["env"]) if cfg.get("latent_diagnostics", True) else None
+    splits = (diagnostics_data(cfg["env"], cfg.get("state_source", "auto")) if cfg.get("latent_diagnostics", True)
+              else None)
     out = Path(cfg["out_dir"])
     out.mkdir(parents=True, exist_ok=True)
     times = {}

@@ -378,3 +378,18 @@ def test_collect_on_policy_refuses_a_bad_thread_count_before_reading_the_agent(t
         collect_on_policy.main(["--agent", str(tmp_path / "none"), "--out", str(tmp_path / "c.npz"),
                                 "--num-threads", "0"])
     assert "--num-threads must be >= 1" in capsys.readouterr().err and not (tmp_path / "c.npz").exists()
+
+
+def test_the_latent_diagnostics_read_the_dataset_of_the_pretraining_state_source(monkeypatch):
+    """A dataset collected with a state source other than auto has a file of its own: transfer.py finds it."""
+    from agents import transfer
+    from mhvae_perception import data
+
+    calls = []
+    monkeypatch.setattr(data, "load_env_splits", lambda env_id, **kw: calls.append((env_id, kw)) or "splits")
+    monkeypatch.setattr(data, "load_dataset", lambda name, **kw: calls.append((name, "default")) or "default splits")
+    assert transfer.diagnostics_data("PendulumSound-v0", "sensor:sound") == "splits"
+    assert calls == [("PendulumSound-v0", {"collect_if_missing": False, "state_source": "sensor:sound"})]
+    assert transfer.diagnostics_data("PendulumSound-v0") == "default splits"
+    with pytest.raises(SettingsError, match="state_source must be one of"):
+        transfer.check_transfer_settings({"env": "PendulumSound-v0", "state_source": "bogus"})

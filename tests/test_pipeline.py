@@ -69,6 +69,7 @@ def test_stages_run_in_order_then_are_skipped(tmp_path, monkeypatch):
     # the on-policy dataset records the true state as the pretraining did (else the fine-tuning refuses it)
     assert "--state-source auto" in record["stages"]["collect-onpolicy"]["command"]
     assert "state_source=auto" in record["stages"]["finetune"]["command"]
+    assert "state_source=auto" in record["stages"]["transfer"]["command"]  # the latent diagnostics' dataset
     assert all(isinstance(s["wall_s"], float) for s in record["stages"].values())
     assert "| condition | return |" in (out / "summary.md").read_text()
     calls.clear()
