@@ -9,6 +9,7 @@ session::
         eval_first_point=0 eval_points=1750 eval_dir=runs/evals/mnist-mhvae-e50-K5000/from0
     ...                                   # from1750, from3500, ... (any order, any session)
     python pretrain/shards.py runs/evals/mnist-mhvae-e50-K5000/from* --out docs/evaluations/mnist-mhvae-e50-K5000
+    python pretrain/shards.py compare MERGED_A MERGED_B     # a - b per row on the points both scored, paired
 
 The merged folder has the same ``metrics.json`` / ``per_point.npz`` / ``results.md`` as a one-process evaluation
 (rows' mean, std and standard error over every point of every shard), plus the shards it came from and whether
@@ -121,7 +122,51 @@ def write_merged(out: Path, metrics: dict, per_point: dict[str, np.ndarray]) -> 
     (out / "results.md").write_text("\n".join(lines) + "\n")
 
 
+def point_indices(metrics: dict) -> np.ndarray:
+    """The test-split index of each column of an evaluation's per_point.npz (a merge's shards, else its range)."""
+    if metrics.get("shards"):
+        return np.concatenate([np.arange(a, b) for a, b in (s["points"] for s in metrics["shards"])])
+    first = int(metrics.get("first_test_point", 0))
+    return np.arange(first, first + int(metrics["test_points"]))
+
+
+def compare(a: Path, b: Path) -> dict:
+    """Per row, the mean of a - b over the test points both evaluations scored and its paired standard error
+    (std of the per-point differences / sqrt(n)): two models compared on the same points, shards or not."""
+    (ma, rows_a, va), (mb, rows_b, vb) = read_shard(Path(a)), read_shard(Path(b))
+    if (ma["dataset"], ma["num_samples"]) != (mb["dataset"], mb["num_samples"]):
+        raise ShardError(f"{a} and {b} differ in dataset or K ({ma['dataset']}, K = {ma['num_samples']} vs "
+                         f"{mb['dataset']}, K = {mb['num_samples']}): compare evaluations of one dataset at one K")
+    common, ia, ib = np.intersect1d(point_indices(ma), point_indices(mb), return_indices=True)
+    if len(common) < 2:
+        raise ShardError(f"{a} and {b} share {len(common)} test points: nothing to compare")
+    out = {"points": int(len(common)), "rows": {}}
+    for i, row in enumerate(rows_a):
+        if row in rows_b:
+            diff = va[i, ia] - vb[rows_b.index(row), ib]
+            out["rows"][row] = {"a": float(va[i, ia].mean()), "b": float(vb[rows_b.index(row), ib].mean()),
+                                "difference": float(diff.mean()), "se": float(diff.std(ddof=1) / math.sqrt(len(diff)))}
+    return out
+
+
 def main(argv=None) -> None:
+    if argv is None:
+        import sys
+
+        argv = sys.argv[1:]
+    if argv[:1] == ["compare"]:
+        q = argparse.ArgumentParser(prog="shards.py compare", description=compare.__doc__.split("\n")[0])
+        q.add_argument("a", type=Path)
+        q.add_argument("b", type=Path)
+        args = q.parse_args(argv[1:])
+        try:
+            result = compare(args.a, args.b)
+        except ShardError as err:
+            raise SystemExit(f"error: {err}") from None
+        print(f"a = {args.a}, b = {args.b}, on the {result['points']} test points both scored (paired):")
+        for row, r in result["rows"].items():
+            print(f"  {row}: a {r['a']:.2f}, b {r['b']:.2f}, a - b {r['difference']:+.2f} ± {r['se']:.2f}")
+        return
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("shards", nargs="+", type=Path, help="evaluation folders of one checkpoint (eval_dir=...)")

@@ -83,3 +83,24 @@ def test_a_first_point_past_the_split_is_refused(tmp_path, trained):
         evaluate_shard(trained, tmp_path / "x", first=40, points=4)
     with pytest.raises(SettingsError, match="eval_first_point"):
         evaluate_shard(trained, tmp_path / "y", first=-1, points=4)
+
+
+def test_compare_pairs_two_evaluations_on_the_points_both_scored(tmp_path, trained, capsys):
+    evaluate_shard(trained, tmp_path / "a0", first=0, points=16)
+    evaluate_shard(trained, tmp_path / "a1", first=16, points=16)
+    shards.main([str(tmp_path / "a0"), str(tmp_path / "a1"), "--out", str(tmp_path / "a")])
+    run(dict(EVAL, checkpoint=str(trained), eval_seed=7, eval_first_point=8, eval_points=16,
+             eval_dir=str(tmp_path / "b")), command="evaluate")
+    result = shards.compare(tmp_path / "a", tmp_path / "b")
+    assert result["points"] == 16  # points 8..23
+    with np.load(tmp_path / "a" / "per_point.npz") as za, np.load(tmp_path / "b" / "per_point.npz") as zb:
+        diff = za["values"][0, 8:24] - zb["values"][0]
+    first = next(iter(result["rows"].values()))
+    assert math.isclose(first["difference"], diff.mean(), rel_tol=1e-12)
+    assert math.isclose(first["se"], diff.std(ddof=1) / math.sqrt(16), rel_tol=1e-12)
+    shards.main(["compare", str(tmp_path / "a"), str(tmp_path / "b")])
+    assert "on the 16 test points both scored (paired)" in capsys.readouterr().out
+    run(dict(EVAL, checkpoint=str(trained), eval_samples=2, eval_points=4, eval_dir=str(tmp_path / "k2")),
+        command="evaluate")
+    with pytest.raises(SystemExit, match="differ in dataset or K"):
+        shards.main(["compare", str(tmp_path / "a"), str(tmp_path / "k2")])
