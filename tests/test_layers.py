@@ -10,7 +10,7 @@ import pytest
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "mhvae_perception"
 PACKAGE = "mhvae_perception"
 #: rank of each top-level part; a module may import only parts of a lower rank (and its own part)
-LAYERS = {"version": 0, "hashing": 0, "folderlock": 0, "models": 1, "data": 2, "evaluation": 3, "hub": 3, "wrappers": 4,
+LAYERS = {"version": 0, "hashing": 0, "folderlock": 0, "progress": 0, "models": 1, "data": 2, "evaluation": 3, "hub": 3, "wrappers": 4,
           "experiment": 4, "_deprecated": 4, "__init__": 5}
 MAX_LINES = 400
 
