@@ -1,6 +1,8 @@
 """Bring your own environment: the whole path on Gymnasium's Pendulum-v1, made multimodal with Gymnasium's wrappers.
 
-Read it top to bottom (CleanRL style): no project-specific environment, no hand-tuned network.
+Read it top to bottom (CleanRL style): no project-specific environment, no hand-tuned network. It is the small,
+single-frame walkthrough; the measured transfer on this environment comes from the one-command pipeline on its
+two-frame form ``PendulumPixels-v1`` (docs/TRANSFER.md, "Pendulum-v1 with rendered pixels, from the one command").
 
 1. Environment (``examples/pendulum_pixels.py``): ``Pendulum-v1`` rendered to pixels with
    ``gymnasium.wrappers.AddRenderObservation`` beside its state vector -> ``{"state": (3,) float32, "pixels":
