@@ -10,7 +10,9 @@ Dict of >= 2 sensors); the conditions default to each sensor alone and all toget
 For every training condition (image, sound, both on PendulumSound) and seed an agent is trained (or reused from
 ``out_dir/agents/<condition>-seed<s>`` when it was trained there with the same settings, MHVAE checkpoint hash
 included; a folder holding an agent with other settings is refused: use another out_dir), then evaluated for ``test_episodes`` episodes under every test condition. References: a uniform random policy
-and the same algorithm trained on the true low-dimensional state. A robustness curve evaluates agents under
+and the same algorithm trained on the true low-dimensional state (its agents in ``out_dir/agents/reference/``).
+In results.json the cells are under ``results.cells[train][test]`` and the references beside them
+(``results.random``, ``results.true_state``), so a sensor may be called ``state``. A robustness curve evaluates agents under
 per-step sensor failures (VecSensorFailure over every sensor) for each probability in ``failure_probs``.
 A latent-agreement diagnostic compares q(z_c | image), q(z_c | sound) and q(z_c | both) on the dataset's
 test split.
@@ -40,6 +42,9 @@ from agents.environments import AgentEnv, check_algo, default_hyperparameters
 from agents.settings import check_transfer_settings
 
 ex = prepare_experiment(Experiment("mhvae_transfer", save_git_info=False))
+
+#: the key of the true-state agents (results, agent folders): beside the cells, never one of them
+TRUE_STATE = "true_state"
 
 
 @ex.config
@@ -185,11 +190,13 @@ def with_defaults(cfg: dict) -> dict:
 def train_all(cfg, ck_path: Path, log, log_scalar=None) -> dict:
     env = env_settings(cfg["env"])
     agents_dir = Path(cfg["out_dir"]) / "agents"
-    conds = [(c, False) for c in cfg["train_conditions"]] + ([("state", True)] if cfg["state_reference"] else [])
+    conds = [(c, False) for c in cfg["train_conditions"]] + ([(TRUE_STATE, True)] if cfg["state_reference"] else [])
     dirs, walls = {}, {}
     for seed in cfg["seeds"]:  # seed-major: a cut-short run still has every condition for the first seeds
         for cond, state in conds:
-            d = agents_dir / f"{cond}-seed{seed}"  # a finished agent with these settings is reused as it is
+            # a finished agent with these settings is reused as it is; the reference has a folder of its own, so a
+            # sensor named "state" never shares it
+            d = agents_dir / ("reference" if state else "") / f"{cond}-seed{seed}"
             scalar = None if log_scalar is None else (
                 lambda name, value, step, tag=f"{cond}-seed{seed}": log_scalar(f"{tag}/{name}", value, step))
             meta = train_agent(env, None if state else parse_modalities(cond, env.sensors),
@@ -207,12 +214,15 @@ def train_all(cfg, ck_path: Path, log, log_scalar=None) -> dict:
 
 
 def evaluate_all(cfg, ck_path: Path, dirs: dict, log) -> dict:
+    """``{"cells": {train: {test: summary}}, "random": summary, "true_state": summary (with the reference)}``:
+    the references apart from the cells, so that no sensor's name (``state``, ``random``) can stand for one."""
     env = env_settings(cfg["env"])
     steps, win = cfg["episode_steps"], env["win_return"]
     n, n_envs = int(cfg["test_episodes"]), int(cfg["n_eval_envs"])
-    results: dict = {}
+    cells: dict = {}
+    results: dict = {"cells": cells}
     for cond in cfg["train_conditions"]:
-        results[cond] = {}
+        cells[cond] = {}
         agents = [load_agent(dirs[(cond, s)], device=cfg["device"]) for s in cfg["seeds"]]
         for test in cfg["test_conditions"]:
             per_seed = []
@@ -221,18 +231,18 @@ def evaluate_all(cfg, ck_path: Path, dirs: dict, log) -> dict:
                                     n_stack=meta["latent_stack"], episode_steps=steps)
                 per_seed.append(evaluate_returns(agent, venv, n))
                 venv.close()
-            results[cond][test] = summarise(np.stack(per_seed), steps, win)
-            log(f"train {cond:5s} test {test:5s}: {results[cond][test]['mean']:9.1f} ± {results[cond][test]['std']:.1f}")
+            cells[cond][test] = summarise(np.stack(per_seed), steps, win)
+            log(f"train {cond:5s} test {test:5s}: {cells[cond][test]['mean']:9.1f} ± {cells[cond][test]['std']:.1f}")
     if cfg["state_reference"]:
         per_seed = []
         for s in cfg["seeds"]:
-            agent = load_agent(dirs[("state", s)], device=cfg["device"])[0]
+            agent = load_agent(dirs[(TRUE_STATE, s)], device=cfg["device"])[0]
             venv = make_vec_env(env, None, None, n_envs=n_envs, state=True, seed=100_000 + s * 1000,
                                 episode_steps=steps)
             per_seed.append(evaluate_returns(agent, venv, n))
             venv.close()
-        results["state"] = summarise(np.stack(per_seed), steps, win)
-        log(f"state reference: {results['state']['mean']:.1f} ± {results['state']['std']:.1f}")
+        results[TRUE_STATE] = summarise(np.stack(per_seed), steps, win)
+        log(f"state reference: {results[TRUE_STATE]['mean']:.1f} ± {results[TRUE_STATE]['std']:.1f}")
     rand = np.stack([random_returns(env, n, seed=200_000 + s * 1000, episode_steps=steps) for s in cfg["seeds"]])
     results["random"] = summarise(rand, steps, win)
     log(f"random policy: {results['random']['mean']:.1f} ± {results['random']['std']:.1f}")
@@ -243,13 +253,13 @@ def normalised_transfer(results: dict, conditions) -> dict:
     """100 * (R[train, test] - R_random) / (R[train, train] - R_random) for train != test; None ("undefined",
     never a percentage) where the agent does no better than random on its own condition: with a zero or
     negative gain the ratio is meaningless (a negative denominator would flip its sign)."""
-    rnd = results["random"]["mean"]
+    rnd, cells = results["random"]["mean"], results["cells"]
     out = {}
     for a in conditions:
-        for b in results[a]:
+        for b in cells[a]:
             if a != b:
-                gain = results[a][a]["mean"] - rnd
-                out[f"{a}->{b}"] = 100.0 * (results[a][b]["mean"] - rnd) / gain if gain > 1e-9 else None
+                gain = cells[a][a]["mean"] - rnd
+                out[f"{a}->{b}"] = 100.0 * (cells[a][b]["mean"] - rnd) / gain if gain > 1e-9 else None
     return out
 
 
@@ -300,9 +310,9 @@ def write_outputs(cfg, results: dict, norm: dict, robust: dict, agreement: dict,
              f"(per-step reward; std of the per-seed means). {cfg['timesteps']} training steps per agent.", "",
              "| train \\ test | " + " | ".join(tests) + " |", "|---|" + "---|" * len(tests)]
     for cond in cfg["train_conditions"]:
-        lines.append(f"| {cond} | " + " | ".join(fmt(results[cond][t]) for t in tests) + " |")
-    if "state" in results:
-        lines.append("| true state (reference) | " + " | ".join([fmt(results["state"])] * len(tests)) + " |")
+        lines.append(f"| {cond} | " + " | ".join(fmt(results["cells"][cond][t]) for t in tests) + " |")
+    if TRUE_STATE in results:
+        lines.append("| true state (reference) | " + " | ".join([fmt(results[TRUE_STATE])] * len(tests)) + " |")
     lines.append("| random policy | " + " | ".join([fmt(results["random"])] * len(tests)) + " |")
     lines += ["", "Normalised transfer (random = 0 %, train condition tested on itself = 100 %):", "",
               "| train -> test | normalised return |", "|---|---|"]
@@ -322,12 +332,12 @@ def write_outputs(cfg, results: dict, norm: dict, robust: dict, agreement: dict,
     width = 0.8 / len(tests)
     xs = np.arange(len(cfg["train_conditions"]))
     for k, t in enumerate(tests):
-        means = [results[c][t]["mean"] for c in cfg["train_conditions"]]
-        stds = [results[c][t]["seed_std"] for c in cfg["train_conditions"]]
+        means = [results["cells"][c][t]["mean"] for c in cfg["train_conditions"]]
+        stds = [results["cells"][c][t]["seed_std"] for c in cfg["train_conditions"]]
         ax.bar(xs + (k - (len(tests) - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=f"test: {t}")
     ax.axhline(results["random"]["mean"], color="k", ls=":", label="random policy")
-    if "state" in results:
-        ax.axhline(results["state"]["mean"], color="g", ls="--", label="true state")
+    if TRUE_STATE in results:
+        ax.axhline(results[TRUE_STATE]["mean"], color="g", ls="--", label="true state")
     ax.set_xticks(xs, [f"train: {c}" for c in cfg["train_conditions"]])
     ax.set_ylabel("episode return")
     ax.set_title(f"{cfg['env']}: cross-modal transfer ({len(cfg['seeds'])} seeds, error bar = seed std)")
@@ -380,8 +390,8 @@ def run(cfg: dict, log=print, log_scalar: Callable[[str, float, int], None] | No
     if log_scalar is not None:
         for cond in cfg["train_conditions"]:
             for test in cfg["test_conditions"]:
-                log_scalar(f"return/{cond}->{test}", results[cond][test]["mean"], 0)
-        for ref_name in ("random", "state"):
+                log_scalar(f"return/{cond}->{test}", results["cells"][cond][test]["mean"], 0)
+        for ref_name in ("random", TRUE_STATE):
             if ref_name in results:
                 log_scalar(f"return/{ref_name}", results[ref_name]["mean"], 0)
         for k, v in norm.items():

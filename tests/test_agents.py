@@ -256,9 +256,9 @@ def test_evaluate_with_failures_and_clear_errors(trained, tmp_path):
 def test_normalised_transfer_is_undefined_without_a_gain_over_random():
     from agents.transfer import normalised_transfer
 
-    results = {"random": {"mean": -10.0}, "image": {"image": {"mean": 10.0}, "sound": {"mean": 5.0}},
-               "sound": {"sound": {"mean": -10.0}, "image": {"mean": -10.0}},
-               "both": {"both": {"mean": -20.0}, "image": {"mean": -30.0}}}
+    results = {"random": {"mean": -10.0}, "cells": {"image": {"image": {"mean": 10.0}, "sound": {"mean": 5.0}},
+                                                    "sound": {"sound": {"mean": -10.0}, "image": {"mean": -10.0}},
+                                                    "both": {"both": {"mean": -20.0}, "image": {"mean": -30.0}}}}
     norm = normalised_transfer(results, ["image", "sound", "both"])
     assert norm["image->sound"] == 75.0
     assert norm["sound->image"] is None  # as good as random on its own sensors

@@ -29,22 +29,25 @@ ACTIONS = {"box": spaces.Box(-1.0, 1.0, (1,), np.float32), "discrete": spaces.Di
 
 class TinySensors(gym.Env):
     """A point on [-1, 1] pushed by the actions (reward -|x|), seen by two noisy Box sensors ``pos`` (2 values)
-    and ``vel`` (3 values); ``sensors`` keeps the first ones, ``flat`` observes a plain Box instead of a Dict."""
+    and ``vel`` (3 values); ``sensors`` keeps the first ones, ``flat`` observes a plain Box instead of a Dict,
+    ``names`` renames the two sensors in the observation."""
 
-    def __init__(self, actions: str = "box", sensors: int = 2, flat: bool = False, render_mode=None) -> None:
+    def __init__(self, actions: str = "box", sensors: int = 2, flat: bool = False, names=("pos", "vel"),
+                 render_mode=None) -> None:
         self.action_space = ACTIONS[actions]
-        box = {"pos": spaces.Box(-1.0, 1.0, (2,), np.float32), "vel": spaces.Box(-1.0, 1.0, (3,), np.float32)}
-        self.names = tuple(box)[:sensors]
+        box = dict(zip(names, (spaces.Box(-1.0, 1.0, (2,), np.float32), spaces.Box(-1.0, 1.0, (3,), np.float32))))
+        self.all_names = tuple(box)
+        self.names = self.all_names[:sensors]
         self.flat = flat
-        self.observation_space = box["pos"] if flat else spaces.Dict({k: box[k] for k in self.names})
+        self.observation_space = box[self.all_names[0]] if flat else spaces.Dict({k: box[k] for k in self.names})
         self.x = 0.0
 
     def _obs(self):
         noise = self.np_random.uniform(-0.1, 0.1, 5).astype(np.float32)
-        values = {"pos": np.clip([self.x, -self.x], -1, 1) + noise[:2] * 0.5,
-                  "vel": np.clip([self.x, 0.5 * self.x, -self.x], -1, 1) + noise[2:] * 0.5}
-        values = {k: np.clip(v, -1, 1).astype(np.float32) for k, v in values.items()}
-        return values["pos"] if self.flat else {k: values[k] for k in self.names}
+        first, second = (np.clip([self.x, -self.x], -1, 1) + noise[:2] * 0.5,
+                         np.clip([self.x, 0.5 * self.x, -self.x], -1, 1) + noise[2:] * 0.5)
+        values = {k: np.clip(v, -1, 1).astype(np.float32) for k, v in zip(self.all_names, (first, second))}
+        return values[self.all_names[0]] if self.flat else {k: values[k] for k in self.names}
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
@@ -60,7 +63,8 @@ class TinySensors(gym.Env):
 
 TINY = {"TinySensorsBox-v0": {}, "TinySensorsDiscrete-v0": {"actions": "discrete"},
         "TinySensorsMultiDiscrete-v0": {"actions": "multidiscrete"}, "TinyFlat-v0": {"flat": True},
-        "TinyOneSensor-v0": {"sensors": 1}, "TinyTupleActions-v0": {"actions": "tuple"}}
+        "TinyOneSensor-v0": {"sensors": 1}, "TinyTupleActions-v0": {"actions": "tuple"},
+        "TinyStateAndRandom-v0": {"names": ("state", "random")}}
 for _id, _kwargs in TINY.items():
     if _id not in gym.registry:
         gym.register(_id, entry_point=TinySensors, kwargs=_kwargs, max_episode_steps=20)
@@ -130,11 +134,31 @@ def test_any_registered_env_through_train_evaluate_and_transfer(checkpoint, tmp_
                                     "eval_freq": 1000, "n_eval_episodes": 1, "device": "cpu", "verbose": 0,
                                     "out_dir": str(out)})
     results = json.loads((out / "results.json").read_text())
-    assert results["config"]["train_conditions"] == ["pos", "vel", "both"] and "state" not in results["results"]
+    assert results["config"]["train_conditions"] == ["pos", "vel", "both"] and "true_state" not in results["results"]
     assert set(results["normalised_transfer"]) == {f"{a}->{b}" for a in ("pos", "vel", "both")
                                                    for b in ("pos", "vel", "both") if a != b}
     assert [r["n_episodes"] for r in results["robustness"]["both"]] == [1]
     assert read_agent_meta(out / "agents" / "both-seed0")["train_modalities"] == ["pos", "vel"]
+
+
+def test_transfer_with_sensors_named_like_its_references(tmp_path):
+    """A user's sensors called ``state`` and ``random`` (PendulumPixels-v1 has a ``state`` sensor): the cells and
+    the references never share a key, a metric or an agent folder; the run writes its table and results."""
+    from agents import transfer
+
+    ck = tiny_checkpoint(tmp_path / "named.pt", gym.make("TinyStateAndRandom-v0").observation_space)
+    out = tmp_path / "transfer"
+    run = transfer.ex.run(config_updates={"env": "TinyStateAndRandom-v0", "mhvae": str(ck), "seeds": [0],
+                                          "timesteps": 50, "test_episodes": 2, "n_eval_envs": 1, "failure_probs": [],
+                                          "latent_diagnostics": False, "hp": SAC_HP, "eval_freq": 1000,
+                                          "n_eval_episodes": 1, "device": "cpu", "verbose": 0, "out_dir": str(out)})
+    results = json.loads((out / "results.json").read_text())["results"]
+    assert set(results) == {"cells", "random"}  # no true-state reference for this env
+    assert set(results["cells"]) == {"state", "random", "both"}
+    assert set(results["cells"]["state"]) == {"state", "random", "both"}
+    assert results["random"]["n_episodes"] == 2 and "mean" in results["random"]
+    table = (out / "table.md").read_text()
+    assert "| state | " in table and "| random policy | " in table and run.status == "COMPLETED"
 
 
 def test_sb3_logs_rollout_and_eval_lines_to_stdout(checkpoint, tmp_path, capsys):
