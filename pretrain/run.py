@@ -38,6 +38,7 @@ from mhvae_perception import checkpoints, data, estimators, presets, pretrained,
 from mhvae_perception.data.describe import transfer_recipe
 from mhvae_perception.hub import shipped_or_path
 from mhvae_perception.models.devices import resolve_device
+from mhvae_perception.models.precision import training_context
 from mhvae_perception.models.specs import ModelConfig
 from mhvae_perception.progress import progress_bar
 from pretrain import distributed, figures, results_table
@@ -89,6 +90,7 @@ def config():
     eval_dir = None  # for the evaluate command: output folder (default: beside the checkpoint's run folder)
     device = "auto"  # auto (CUDA when available, else CPU) | cpu | cuda | cuda:N
     num_threads = None  # torch intra-op threads (None: torch's default)
+    precision = "fp32"  # training: fp32 | bf16 (Linear products in bfloat16, compiled; weights, Adam, loss and evaluation float32)
     tensorboard = True  # TensorBoard scalars, sample grids and hyper-parameters in run_dir/tb
     progress = True  # tqdm progress bars: training (all epochs, with ETA), evaluation (test points)
 
@@ -273,6 +275,9 @@ def train(cfg: dict, _run=None, log: Callable[[str], None] = print,
     and evaluates; every rank must have the same settings and see the same checkpoint."""
     check_settings(cfg)
     distributed.check_batch_size(cfg["batch_size"], world)
+    if world.active and cfg["precision"] != "fp32":
+        raise SettingsError(f"precision={cfg['precision']!r} is not supported with several ranks yet (untested under "
+                            f"DistributedDataParallel); train with precision=fp32 or in one process")
     distributed.check_same({k: cfg[k] for k in (*training_settings(cfg), "epochs", "run_dir", "resume", "device")},
                            world)
     paths = RunPaths(Path(cfg["run_dir"]))
@@ -316,6 +321,8 @@ def _train_locked(cfg: dict, paths: RunPaths, resume: Optional[Path], ck: Option
         set_rng_state(state["rng"])
     model.to(device)
     loss_fn = distributed.loss_function(model, world, device)  # model.loss, or through DDP for several ranks
+    if cfg["precision"] == "bf16":  # the casts around each product fuse into the compiled kernels
+        loss_fn = torch.compile(loss_fn)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], fused=True)  # one kernel for all parameters
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
@@ -336,8 +343,9 @@ def _train_locked(cfg: dict, paths: RunPaths, resume: Optional[Path], ck: Option
                disable=not cfg["progress"] or not world.is_main, dynamic_ncols=True)
     for epoch in range(start_epoch, int(cfg["epochs"])):
         t_epoch = time.time()
-        record = {"epoch": epoch + 1, **train_one_epoch(model, optimizer, splits, cfg, epoch, device, last_good, bar,
-                                                        world, loss_fn)}
+        with training_context(model, cfg["precision"]):  # validation and evaluation stay float32
+            record = {"epoch": epoch + 1, **train_one_epoch(model, optimizer, splits, cfg, epoch, device, last_good,
+                                                            bar, world, loss_fn)}
         if not world.is_main:  # rank 0 validates and saves; the others wait for the next epoch
             world.barrier()
             continue

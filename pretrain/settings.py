@@ -12,6 +12,7 @@ from numbers import Integral, Real
 from typing import Any, Mapping, Optional, Sequence
 
 from mhvae_perception.models.devices import resolve_device
+from mhvae_perception.models.precision import PRECISIONS
 
 
 class SettingsError(ValueError):
@@ -20,11 +21,12 @@ class SettingsError(ValueError):
 
 #: Settings that define a training run, per model kind (the warm-ups a kind does not use are left out).
 COMMON_TRAINING_KEYS = ("dataset", "env_id", "model", "seed", "split_seed", "lr", "batch_size", "max_train_batches",
-                        "valid_points", "data_path", "model_overrides", "state_source", "loss_recipe")
+                        "valid_points", "data_path", "model_overrides", "state_source", "loss_recipe", "precision")
 WARMUP_KEYS = {"mhvae": ("warmup_modality_epochs", "warmup_core_epochs")}
 BASELINE_WARMUP_KEYS = ("warmup_epochs",)
 #: Settings added after runs were already trained: an old record without them had these values.
-LEGACY_DEFAULTS = {"env_id": None, "model_overrides": {}, "state_source": "auto", "loss_recipe": "paper"}
+LEGACY_DEFAULTS = {"env_id": None, "model_overrides": {}, "state_source": "auto", "loss_recipe": "paper",
+                   "precision": "fp32"}
 #: ``loss_recipe``: "paper" (the paper's loss weights) or "transfer" (mhvae_perception.data.describe.transfer_recipe)
 LOSS_RECIPES = ("paper", "transfer")
 
@@ -115,6 +117,8 @@ def check_settings(cfg: Mapping[str, Any], command: str = "main") -> None:
     _int(cfg, "epochs", 0)
     if "loss_recipe" in cfg:
         _choice(cfg, "loss_recipe", LOSS_RECIPES)
+    if "precision" in cfg:
+        _choice(cfg, "precision", PRECISIONS)
     try:
         from mhvae_perception.data.collect import check_state_source
 
