@@ -322,7 +322,7 @@ def _train_locked(cfg: dict, paths: RunPaths, resume: Optional[Path], ck: Option
     model.to(device)
     loss_fn = distributed.loss_function(model, world, device)  # model.loss, or through DDP for several ranks
     if cfg["precision"] == "bf16":  # the casts around each product fuse into the compiled kernels
-        loss_fn = torch.compile(loss_fn)
+        loss_fn = torch.compile(loss_fn, dynamic=False)  # the last, smaller batch: a graph of its own
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], fused=True)  # one kernel for all parameters
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)

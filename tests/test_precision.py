@@ -3,6 +3,8 @@ Linear's product from bfloat16-rounded operands, everything else float32; layers
 after an error); the MHVAE's loss close to float32's; the setting checked, recorded and compared on resume."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -78,3 +80,21 @@ def test_precision_is_checked_recorded_and_compared_on_resume(tmp_path, monkeypa
     assert torch.isfinite(torch.tensor(state["history"][0]["valid/elbo"]))
     with pytest.raises(SettingsError, match="precision: 'bf16' -> 'fp32'"):  # continuing it in float32 mixes runs
         run(dict(FAST, run_dir=str(out), epochs=2, batch_size=64, precision="fp32"))
+
+
+def test_bf16_training_compiles_and_survives_a_smaller_last_batch(tmp_path, monkeypatch):
+    """The compiled path (inductor's code generation aside: minutes) on small networks: 192 training points in batches of 50 end with a batch of 42 (a
+    second batch size once crashed the compiled loss in the MRD mask's sampling), the run trains two epochs and
+    its validation ELBO is finite."""
+    from tests.test_pretrain import synthetic_mnist
+    from mhvae_perception import data
+
+    monkeypatch.setattr(data, "load_dataset", lambda name, split_seed=0, root=None, path=None: synthetic_mnist())
+    real_compile = torch.compile  # dynamo's tracing and AOT autograd as in training; no C++ code generation
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: real_compile(fn, backend="aot_eager", **kwargs))
+    small = {"modalities": {m: {"network_kwargs": {"hidden": [16]}} for m in ("image", "label")},
+             "core": {"hidden": [16]}}
+    out = tmp_path / "compiled"
+    run(dict(FAST, run_dir=str(out), epochs=2, batch_size=50, precision="bf16", num_threads=1, model_overrides=small))
+    state = checkpoints.load_checkpoint(out / "checkpoints" / "last.pt").training_state
+    assert state["epoch"] == 2 and all(math.isfinite(r["valid/elbo"]) for r in state["history"])
