@@ -237,7 +237,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for flag, value in (("--model", args.model), ("--tuned-model", args.tuned_model)):
         if value is not None and not _model_exists(value):
             problems.append(f"{flag} {value!r} is neither a checkpoint file nor a shipped model name "
-                            f"(python -m mhvae_perception.hub.pretrained list)")
+                            f"(python -m mhvae_perception.hub list)")
     if problems:
         p.error("; ".join(problems))
     return args

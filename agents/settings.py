@@ -194,7 +194,7 @@ def check_mhvae(name: str, value: Any, optional: bool = False) -> None:
         if shipped_or_path(value).is_file():
             return
         raise SettingsError(f"setting {name}={str(value)!r}: no such checkpoint file or shipped model (python -m "
-                            f"mhvae_perception.hub.pretrained list shows the shipped ones)")
+                            f"mhvae_perception.hub list shows the shipped ones)")
     from mhvae_perception.models.base import MultimodalVAE
 
     if not isinstance(value, MultimodalVAE):

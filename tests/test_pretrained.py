@@ -180,3 +180,13 @@ def test_every_retired_model_is_gone_and_its_replacement_is_shipped():
     for name, r in retired.items():
         assert name not in shipped and not (pretrained.WEIGHTS_DIR / r["file"]).exists()
         assert r["replaced_by"] in shipped
+
+
+def test_the_list_command_prints_the_table_without_a_warning():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "mhvae_perception.hub", "list"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.split("\n")[0].split()[:2] == ["name", "kind"]
+    assert "mnist-mhvae-e50" in done.stdout and "Warning" not in done.stderr, done.stderr

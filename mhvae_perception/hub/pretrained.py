@@ -8,7 +8,7 @@ Each shipped file is a weights-only checkpoint (``save_checkpoint`` without trai
 under ``mhvae_perception/weights/``; ``weights/manifest.json`` lists name -> file, SHA-256 and provenance. Files
 are read with ``torch.load(weights_only=True)`` after the hash check, so loading never executes code.
 
-Ship a new model (maintainers): ``python -m mhvae_perception.hub.pretrained export runs/<run>/checkpoints/best.pt
+Ship a new model (maintainers): ``python -m mhvae_perception.hub export runs/<run>/checkpoints/best.pt
 <name> --note "<budget, command>"``.
 """
 from __future__ import annotations
@@ -51,7 +51,7 @@ def did_you_mean(name: str) -> str:
     models = sorted(available())
     close = difflib.get_close_matches(str(name), models, n=3, cutoff=0.5)
     hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-    return f"{hint}shipped models: {', '.join(models) or 'none'} (python -m mhvae_perception.hub.pretrained list)"
+    return f"{hint}shipped models: {', '.join(models) or 'none'} (python -m mhvae_perception.hub list)"
 
 
 def _entry(name: str) -> dict[str, Any]:
@@ -121,7 +121,7 @@ def export(checkpoint: str | Path, name: str, note: str = "", weights_dir: Path 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mhvae_perception.hub.pretrained", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mhvae_perception.hub", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the shipped models")
     exp = sub.add_parser("export", help="ship a trained checkpoint (weights + description only)")
