@@ -340,7 +340,7 @@ def write_outputs(cfg, results: dict, norm: dict, robust: dict, agreement: dict,
         ax.axhline(results[TRUE_STATE]["mean"], color="g", ls="--", label="true state")
     ax.set_xticks(xs, [f"train: {c}" for c in cfg["train_conditions"]])
     ax.set_ylabel("episode return")
-    ax.set_title(f"{cfg['env']}: cross-modal transfer ({len(cfg['seeds'])} seeds, error bar = seed std)")
+    ax.set_title(f"{cfg['env']}: cross-modal transfer\n({len(cfg['seeds'])} seeds, error bar = seed std)", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "transfer.png", dpi=120)
@@ -356,6 +356,8 @@ def write_outputs(cfg, results: dict, norm: dict, robust: dict, agreement: dict,
         ax.axhline(results["random"]["mean"], color="k", ls=":", label="random policy")
         ax.set_xlabel("per-step failure probability of each sensor")
         ax.set_ylabel("episode return")
+        ax.set_title(f"{cfg['env']}: return under sensor failures\n({len(cfg['seeds'])} seeds, error bar = seed std)",
+                     fontsize=9)
         ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(out / "robustness.png", dpi=120)

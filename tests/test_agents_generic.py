@@ -417,3 +417,28 @@ def test_the_latent_diagnostics_read_the_dataset_of_the_pretraining_state_source
     assert transfer.diagnostics_data("PendulumSound-v0") == "default splits"
     with pytest.raises(SettingsError, match="state_source must be one of"):
         transfer.check_transfer_settings({"env": "PendulumSound-v0", "state_source": "bogus"})
+
+
+def test_transfer_figures_have_titles_and_legends(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    from agents.transfer import write_outputs
+
+    seen = {}
+    real = matplotlib.figure.Figure.savefig
+
+    def spy(self, path, *args, **kwargs):
+        ax = self.axes[0]
+        seen[Path(path).name] = (ax.get_title(), ax.get_legend() is not None)
+        return real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    r = {"mean": -10.0, "std": 2.0, "seed_std": 1.0, "per_step_mean": -0.5}
+    conds = ["state", "pixels"]
+    cfg = {"env": "Tiny-v0", "out_dir": str(tmp_path), "seeds": [0, 1], "test_episodes": 3, "timesteps": 10,
+           "train_conditions": conds, "test_conditions": conds + ["both"], "robustness_conditions": conds}
+    results = {"cells": {c: {t: r for t in cfg["test_conditions"]} for c in conds}, "random": r}
+    robust = {"failure_probs": [0.0, 0.5], "episodes_per_seed": 2, **{c: [r, r] for c in conds}}
+    write_outputs(cfg, results, {"state->pixels": 100.0}, robust, {}, {})
+    assert set(seen) == {"transfer.png", "robustness.png"}
+    assert all(title.startswith("Tiny-v0: ") and legend for title, legend in seen.values()), seen
