@@ -196,7 +196,7 @@ def train_all(cfg, ck_path: Path, log, log_scalar=None) -> dict:
         for cond, state in conds:
             # a finished agent with these settings is reused as it is; the reference has a folder of its own, so a
             # sensor named "state" never shares it
-            d = agents_dir / ("reference" if state else "") / f"{cond}-seed{seed}"
+            d = (agents_dir / "reference" if state else agents_dir) / f"{cond}-seed{seed}"
             scalar = None if log_scalar is None else (
                 lambda name, value, step, tag=f"{cond}-seed{seed}": log_scalar(f"{tag}/{name}", value, step))
             meta = train_agent(env, None if state else parse_modalities(cond, env.sensors),

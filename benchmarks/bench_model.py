@@ -14,6 +14,7 @@ Prints, from one run:
   and the bfloat16 / float32 time of the matrix products at the training shapes (forward, dX, dW).
 
     python benchmarks/bench_model.py [--points 64] [--train-steps 40] [--skip-multivae] [--precision]
+    python benchmarks/bench_model.py --precision-detail   # loss terms per precision, the bf16 step's profile
 """
 from __future__ import annotations
 
@@ -91,15 +92,42 @@ def precision_step(model, mode: str, batch_size: int = 64):
     counter = [0]
     model.train()
 
-    def step() -> None:
+    def step():
         with torch.autocast("cpu", torch.bfloat16, enabled=mode == "compile+autocast"), context():
-            value = loss(batches[counter[0] % 8], epoch=3.0 + counter[0] / 937).loss  # inside the warm-ups
+            out = loss(batches[counter[0] % 8], epoch=3.0 + counter[0] / 937)  # inside the warm-ups
         counter[0] += 1
         opt.zero_grad()
-        value.backward()
+        out.loss.backward()
         opt.step()
+        return out
 
     return step
+
+
+def precision_detail() -> None:
+    """What the bf16 path keeps and where its step's time goes: the MHVAE's ``kl/image`` after five steps in
+    float32, compiled autocast and ``precision=bf16`` (autocast computes the loss terms in bfloat16), then the
+    shares of 30 ``precision=bf16`` steps' CPU time (torch profiler) by kind of work."""
+    from torch.profiler import ProfilerActivity, profile
+
+    steps = {}
+    for mode in ("fp32", "compile+autocast", "bf16"):
+        torch.manual_seed(0)
+        steps[mode] = precision_step(presets.build("mnist", "mhvae", **PAPER_WARMUPS), mode)
+        for _ in range(5):
+            out = steps[mode]()
+        print(f"MHVAE kl/image after 5 steps, {mode}: {float(out.terms['kl/image'])!r}")
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(30):
+            steps["bf16"]()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    kinds = {"matrix products": lambda k: k in ("aten::mm", "aten::addmm"),
+             "compiled element-wise kernels": lambda k: "CompiledFxGraph" in k,
+             "Adam (fused kernel and its Python step)": lambda k: "adam" in k.lower() or "Optimizer.step" in k}
+    print("precision=bf16 MHVAE step, share of CPU time over 30 steps: " + ", ".join(
+        f"{name} {100 * sum(e.self_cpu_time_total for e in events if is_kind(e.key)) / total:.0f} %"
+        for name, is_kind in kinds.items()))
 
 
 def matmul_ratios(batch_size: int = 64, repeats: int = 200) -> list[str]:
@@ -225,6 +253,8 @@ def main() -> None:
     parser.add_argument("--skip-multivae", action="store_true")
     parser.add_argument("--precision", action="store_true",
                         help="only the training-step ratios of compiled and low-precision steps against float32")
+    parser.add_argument("--precision-detail", action="store_true",
+                        help="only the loss terms of the low-precision modes and the bf16 step's profile")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -237,6 +267,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if args.precision:
         return precision_report(args.train_steps)
+    if args.precision_detail:
+        return precision_detail()
     peak = matmul_peak()
     print(f"float32 matmul peak (4096^3): {peak:.1f} GFLOP/s")
 

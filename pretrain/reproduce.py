@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import re
@@ -36,7 +35,7 @@ from typing import Optional
 import numpy as np
 
 from mhvae_perception.models.registry import MODEL_KINDS
-from pretrain import paper, results_table
+from pretrain import paper, results_table, shards
 from pretrain.run import ex
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "RESULTS.md"
@@ -296,12 +295,7 @@ def _paired_over_points(a: Path, b: Path) -> dict[str, float]:
     (rows_a, va), (rows_b, vb) = ((list(z["rows"]), z["values"]) for z in (np.load(f, allow_pickle=False) for f in files))
     if va.shape[1] != vb.shape[1]:
         return {}
-    out = {}
-    for i, row in enumerate(rows_a):
-        if row in rows_b:
-            diff = va[i] - vb[rows_b.index(row)]
-            out[str(row)] = float(diff.std(ddof=1) / math.sqrt(len(diff)))
-    return out
+    return {row: r["se"] for row, r in shards.paired_differences(rows_a, va, rows_b, vb).items()}
 
 
 def record_at_k(store: dict, eval_dirs: list[Path], command: str, machine: str) -> tuple[str, int]:

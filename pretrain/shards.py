@@ -140,12 +140,20 @@ def compare(a: Path, b: Path) -> dict:
     common, ia, ib = np.intersect1d(point_indices(ma), point_indices(mb), return_indices=True)
     if len(common) < 2:
         raise ShardError(f"{a} and {b} share {len(common)} test points: nothing to compare")
-    out = {"points": int(len(common)), "rows": {}}
+    return {"points": int(len(common)), "rows": paired_differences(rows_a, va[:, ia], rows_b, vb[:, ib])}
+
+
+def paired_differences(rows_a: list[str], values_a: np.ndarray, rows_b: list[str], values_b: np.ndarray) -> dict:
+    """Per row both have, the means of a and b, the mean of a - b and its paired standard error (std of the
+    per-point differences / sqrt(n)); the columns of ``values_a`` and ``values_b`` (rows x points) are the same
+    test points."""
+    out = {}
     for i, row in enumerate(rows_a):
         if row in rows_b:
-            diff = va[i, ia] - vb[rows_b.index(row), ib]
-            out["rows"][row] = {"a": float(va[i, ia].mean()), "b": float(vb[rows_b.index(row), ib].mean()),
-                                "difference": float(diff.mean()), "se": float(diff.std(ddof=1) / math.sqrt(len(diff)))}
+            a, b = values_a[i], values_b[rows_b.index(row)]
+            diff = a - b
+            out[str(row)] = {"a": float(a.mean()), "b": float(b.mean()), "difference": float(diff.mean()),
+                             "se": float(diff.std(ddof=1) / math.sqrt(len(diff)))}
     return out
 
 
