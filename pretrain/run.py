@@ -38,7 +38,7 @@ from mhvae_perception import checkpoints, data, estimators, presets, pretrained,
 from mhvae_perception.data.describe import transfer_recipe
 from mhvae_perception.hub import shipped_or_path
 from mhvae_perception.models.devices import resolve_device
-from mhvae_perception.models.precision import training_context
+from mhvae_perception.models.precision import compile_loss, training_context
 from mhvae_perception.models.specs import ModelConfig
 from mhvae_perception.progress import progress_bar
 from pretrain import distributed, figures, results_table
@@ -322,7 +322,7 @@ def _train_locked(cfg: dict, paths: RunPaths, resume: Optional[Path], ck: Option
     model.to(device)
     loss_fn = distributed.loss_function(model, world, device)  # model.loss, or through DDP for several ranks
     if cfg["precision"] == "bf16":  # the casts around each product fuse into the compiled kernels
-        loss_fn = torch.compile(loss_fn, dynamic=False)  # the last, smaller batch: a graph of its own
+        loss_fn = compile_loss(loss_fn)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], fused=True)  # one kernel for all parameters
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)

@@ -60,6 +60,30 @@ def test_mhvae_loss_with_bfloat16_products_is_close_to_float32():
     assert PRECISIONS == ("fp32", "bf16")
 
 
+@pytest.mark.parametrize("kind", ["mhvae", "jmvae", "mvae"])
+def test_a_compiled_loss_takes_each_new_epoch_without_recompiling(kind):
+    """The epoch changes every step: as a Python float it was a constant of the graph, recompiled each step until
+    dynamo's limit sent training back to eager Python (bf16 runs no faster than float32). As a tensor it is an
+    input: after the first call (and one graph for a second batch size) nothing recompiles, and the warm-up
+    weights and loss are the eager loss's."""
+    torch._dynamo.reset()
+    model = presets.build("mnist", kind, warmup_modality_epochs=2.0, warmup_core_epochs=4.0).train()  # MRD on
+    batch = {"image": torch.bernoulli(torch.full((8, 1, 28, 28), 0.3)),
+             "label": F.one_hot(torch.arange(8) % 10, 10).float()}
+    loss = precision.compile_loss(model.loss, backend="aot_eager")
+    loss(batch, epoch=0.5)
+    loss({k: v[:5] for k, v in batch.items()}, epoch=0.75)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for epoch in (1.0, 1.25, 2.5, 7.0):
+            torch.manual_seed(3)
+            out = loss(batch, epoch=epoch)
+            torch.manual_seed(3)
+            eager = model.loss(batch, epoch=epoch)
+            assert out.schedule == eager.schedule and all(type(v) is float for v in out.schedule.values())
+            assert torch.allclose(out.loss, eager.loss, rtol=1e-5)
+    torch._dynamo.reset()
+
+
 def test_precision_is_checked_recorded_and_compared_on_resume(tmp_path, monkeypatch):
     from tests.test_pretrain import synthetic_mnist
     from mhvae_perception import data
@@ -91,7 +115,7 @@ def test_bf16_training_compiles_and_survives_a_smaller_last_batch(tmp_path, monk
 
     monkeypatch.setattr(data, "load_dataset", lambda name, split_seed=0, root=None, path=None: synthetic_mnist())
     real_compile = torch.compile  # dynamo's tracing and AOT autograd as in training; no C++ code generation
-    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: real_compile(fn, backend="aot_eager", **kwargs))
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: real_compile(fn, **{**kwargs, "backend": "aot_eager"}))
     small = {"modalities": {m: {"network_kwargs": {"hidden": [16]}} for m in ("image", "label")},
              "core": {"hidden": [16]}}
     out = tmp_path / "compiled"

@@ -93,10 +93,15 @@ def inference(method):
     return wrapper
 
 
-def warmup_scale(epoch: float, warmup_epochs: float) -> float:
-    """Linear warm-up from 0 at epoch 0 to 1 at ``warmup_epochs`` (1 throughout when it is 0)."""
+def warmup_scale(epoch: float | torch.Tensor, warmup_epochs: float) -> float | torch.Tensor:
+    """Linear warm-up from 0 at epoch 0 to 1 at ``warmup_epochs`` (1 throughout when it is 0).
+
+    ``epoch`` may be a 0-d tensor (the weight is then one too): a compiled loss takes the epoch as a graph input
+    instead of recompiling for every new value of a Python float (pretrain/run.py's ``precision=bf16``)."""
     if warmup_epochs <= 0:
         return 1.0
+    if isinstance(epoch, torch.Tensor):
+        return torch.clamp(epoch / warmup_epochs, 0.0, 1.0)
     return float(min(1.0, max(0.0, epoch / warmup_epochs)))
 
 

@@ -11,11 +11,13 @@ kernels; ``pretrain/run.py with precision=bf16`` does both.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .base import LossOutput
 
 #: the training precisions ``pretrain/run.py`` accepts: float32 throughout, or bfloat16 products (this module)
 PRECISIONS = ("fp32", "bf16")
@@ -50,3 +52,18 @@ def training_context(model: nn.Module, precision: str) -> contextlib.AbstractCon
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}: choose one of {PRECISIONS}")
     return bfloat16_products(model) if precision == "bf16" else contextlib.nullcontext(model)
+
+
+def compile_loss(loss_fn: Callable[..., LossOutput], backend: str = "inductor") -> Callable[..., LossOutput]:
+    """``loss_fn(batch, epoch=...)`` compiled with static shapes (the epoch's last, smaller batch gets a graph of
+    its own), the epoch passed in as a 0-d float64 tensor: a Python float would be a constant of the graph, so
+    every step's new epoch would recompile it until dynamo's recompile limit (8) sends the rest of training back
+    to eager Python (measured: the first bf16 runs trained no faster than float32). The warm-up weights come back
+    as floats, as from the eager loss."""
+    compiled = torch.compile(loss_fn, dynamic=False, backend=backend)
+
+    def loss(batch, epoch: float = 0.0) -> LossOutput:
+        out = compiled(batch, epoch=torch.tensor(float(epoch), dtype=torch.float64))
+        return LossOutput(out.loss, out.terms, {k: float(v) for k, v in out.schedule.items()})
+
+    return loss
