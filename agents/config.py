@@ -51,6 +51,7 @@ TUNED = {
         "win_return": 10.0,
     },
 }
+TUNED["HyperhotSpectrum-v0"] = TUNED["Hyperhot-v0"]  # the same game, its sound as spectra
 
 #: short names: an alias is its env id plus its own keys (the names of the agents trained before any env worked)
 ALIASES = {
@@ -59,6 +60,8 @@ ALIASES = {
     # a denser-reward variant of Hyperhot (off in the original game): +1 per enemy killed besides +10 for the win;
     # same observations, so it uses Hyperhot's dataset and MHVAE. Its returns are not comparable with Hyperhot's.
     "hyperhot_hits": {"env_id": "Hyperhot-v0", "env_kwargs": {"hit_reward": 1.0}, "dataset": "hyperhot"},
+    "hyperhot_spectrum_hits": {"env_id": "HyperhotSpectrum-v0", "env_kwargs": {"hit_reward": 1.0},
+                               "dataset": "hyperhot_spectrum"},
 }
 
 #: the algorithm an action space gets when ``algo`` is not given (SB3 action space class name -> algorithm)

@@ -1,12 +1,13 @@
 """Multimodal (image + sound) Gymnasium environments; importing this package registers them and their presets.
 
 >>> import gymnasium, envs
->>> env = gymnasium.make("PendulumSound-v0")  # or "Hyperhot-v0"
+>>> env = gymnasium.make("PendulumSound-v0")  # or "Hyperhot-v0", "HyperhotSpectrum-v0"
 
 Registration: the time limit is Gymnasium's ``TimeLimit`` (``max_episode_steps``: 300 and 450), Hyperhot's
 -1 at the time limit is :class:`envs.common.TruncationPenalty` (applied after ``TimeLimit``), and the last two
 frames of each sensor are stacked by ``gymnasium.wrappers.FrameStackObservation``. The classes themselves
-return single frames. The hand-tuned model networks are registered with
+return single frames. ``HyperhotSpectrum-v0`` is Hyperhot with its sound given as log-magnitude spectra
+(:class:`envs.common.MagnitudeSpectrum`, each frame before the stacking): the same game, rewards and image. The hand-tuned model networks are registered with
 :func:`mhvae_perception.data.presets.register_env_preset` (aliases ``pendulum_sound`` and ``hyperhot``).
 """
 from gymnasium.envs.registration import register, registry
@@ -18,8 +19,8 @@ from envs.presets import register_presets
 
 __all__ = ["PendulumSoundEnv", "HyperhotEnv", "ENV_IDS", "MAX_EPISODE_STEPS"]
 
-ENV_IDS = ("PendulumSound-v0", "Hyperhot-v0")
-MAX_EPISODE_STEPS = {"PendulumSound-v0": 300, "Hyperhot-v0": 450}
+ENV_IDS = ("PendulumSound-v0", "Hyperhot-v0", "HyperhotSpectrum-v0")
+MAX_EPISODE_STEPS = {"PendulumSound-v0": 300, "Hyperhot-v0": 450, "HyperhotSpectrum-v0": 450}
 
 if "PendulumSound-v0" not in registry:
     register(id="PendulumSound-v0", entry_point="envs.pendulum_sound:PendulumSoundEnv",
@@ -27,4 +28,8 @@ if "PendulumSound-v0" not in registry:
 if "Hyperhot-v0" not in registry:
     register(id="Hyperhot-v0", entry_point="envs.hyperhot:HyperhotEnv",
              max_episode_steps=MAX_EPISODE_STEPS["Hyperhot-v0"], additional_wrappers=registered_wrappers(penalty=-1.0))
+if "HyperhotSpectrum-v0" not in registry:
+    register(id="HyperhotSpectrum-v0", entry_point="envs.hyperhot:HyperhotEnv",
+             max_episode_steps=MAX_EPISODE_STEPS["HyperhotSpectrum-v0"],
+             additional_wrappers=registered_wrappers(penalty=-1.0, spectrum=("sound",)))
 register_presets()

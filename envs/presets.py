@@ -5,6 +5,8 @@ other environments get an inferred description (:mod:`mhvae_perception.data.desc
 """
 from __future__ import annotations
 
+import dataclasses
+
 from mhvae_perception.data.presets import register_env_preset
 from mhvae_perception.models.specs import CoreSpec, ModalitySpec
 
@@ -21,6 +23,8 @@ HYPERHOT = (
     ModalitySpec("sound", (2, 4, 1047), "gaussian", 64, "mlp",
                  {"hidden": [512, 512], "activation": "swish", "batchnorm": False}),
 )
+#: Hyperhot's networks with the sound as spectra (envs.common.MagnitudeSpectrum: 1047 samples -> 524 frequencies)
+HYPERHOT_SPECTRUM = (HYPERHOT[0], dataclasses.replace(HYPERHOT[1], shape=(2, 4, 524)))
 
 
 def register_presets() -> None:
@@ -30,3 +34,5 @@ def register_presets() -> None:
                         figure_hints={"feature_names": ["Doppler frequency (Hz)", "amplitude 1/d²"]})
     register_env_preset("Hyperhot-v0", HYPERHOT, CoreSpec(40, (512, 512, 512)), baseline_latent=40,
                         alias="hyperhot", dataset_sizes=(32_000, 8_000))
+    register_env_preset("HyperhotSpectrum-v0", HYPERHOT_SPECTRUM, CoreSpec(40, (512, 512, 512)), baseline_latent=40,
+                        alias="hyperhot_spectrum", dataset_sizes=(32_000, 8_000))

@@ -77,7 +77,8 @@ def test_load_errors(tmp_path):
 
 
 def test_defaults_and_cli(tmp_path, monkeypatch, capsys):
-    assert DEFAULT_SIZES == {"PendulumSound-v0": (20_000, 2_000), "Hyperhot-v0": (32_000, 8_000)}
+    assert DEFAULT_SIZES == {"PendulumSound-v0": (20_000, 2_000), "Hyperhot-v0": (32_000, 8_000),
+                             "HyperhotSpectrum-v0": (32_000, 8_000)}
     monkeypatch.setenv("MHVAE_DATA_ROOT", str(tmp_path / "root"))
     assert default_path("Hyperhot-v0") == tmp_path / "root" / "envs" / "Hyperhot-v0.npz"
     cli.main(["--env-id", "PendulumSound-v0", "--n-train", "4", "--n-test", "2", "--seed", "1", "--n-envs", "2",

@@ -79,9 +79,10 @@ class EnvPreset:
 
 _ENV_PRESETS: dict[str, EnvPreset] = {}
 _ALIASES: dict[str, str] = {}
-#: Names older commands and checkpoints use for this project's two environments, in Gymnasium's
-#: ``"module:EnvId"`` form: resolving one imports the module that registers the environment and its preset.
-LEGACY_ENV_ALIASES = {"pendulum_sound": "envs:PendulumSound-v0", "hyperhot": "envs:Hyperhot-v0"}
+#: The short names of this project's environments (those older commands and checkpoints use among them), in
+#: Gymnasium's ``"module:EnvId"`` form: resolving one imports the module that registers the environment and its preset.
+LEGACY_ENV_ALIASES = {"pendulum_sound": "envs:PendulumSound-v0", "hyperhot": "envs:Hyperhot-v0",
+                      "hyperhot_spectrum": "envs:HyperhotSpectrum-v0"}
 
 
 def register_env_preset(env_id: str, modalities: tuple[ModalitySpec, ...], core: CoreSpec, baseline_latent: int,
@@ -106,7 +107,7 @@ def resolve_env_name(name: str) -> str:
     """The Gymnasium id behind a preset alias, a ``"module:EnvId"`` (the module is imported, registering its
     environments and presets) or a plain id. For a plain id whose preset is not registered yet, the package
     providing the environment is imported first: the module of its Gymnasium entry point, or for this
-    project's two environments the module named in :data:`LEGACY_ENV_ALIASES`."""
+    project's environments the module named in :data:`LEGACY_ENV_ALIASES`."""
     if name in _ALIASES:
         return _ALIASES[name]
     name = LEGACY_ENV_ALIASES.get(name, name)
