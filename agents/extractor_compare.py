@@ -62,9 +62,20 @@ def test_returns(agent: SAC, variant: str, env_id: str, model, sensor: str, epis
 
 
 def summary(values) -> dict:
-    values = np.asarray(values, dtype=np.float64)
+    """Mean, standard error and count of the defined values (a seed's transfer is None when its agent did not
+    beat the random policy from its own sensor: the ratio has no meaning there)."""
+    values = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    if len(values) == 0:
+        return {"mean": None, "se": None, "n": 0}
     return {"mean": float(values.mean()), "se": float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1
             else 0.0, "n": int(len(values))}
+
+
+def transfer_cell(summary_: dict, seeds: int) -> str:
+    if summary_["n"] == 0:
+        return "— (own no better than random)"
+    cell = f"{summary_['mean']:.0%} ± {summary_['se']:.0%}"
+    return cell if summary_["n"] == seeds else f"{cell} ({summary_['n']} of {seeds} seeds beat random)"
 
 
 def table(record: dict) -> str:
@@ -72,7 +83,7 @@ def table(record: dict) -> str:
     lines = [f"| variant | from {own} (own) | from {other} | transfer | train steps/s |", "|---|---|---|---|---|"]
     for variant, r in record["variants"].items():
         lines.append(f"| {variant} | {r['own']['mean']:.1f} ± {r['own']['se']:.1f} | {r['other']['mean']:.1f} ± "
-                     f"{r['other']['se']:.1f} | {r['transfer']['mean']:.0%} ± {r['transfer']['se']:.0%} | "
+                     f"{r['other']['se']:.1f} | {transfer_cell(r['transfer'], r['own']['n'])} | "
                      f"{r['steps_per_s']['mean']:.0f} |")
     lines.append(f"| random policy | {record['random']['mean']:.1f} ± {record['random']['se']:.1f} | | | |")
     return "\n".join(lines)
@@ -136,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
             gain = own.mean() - rand.mean()
             r = results[variant]
             r["own"].append(own.mean()), r["other"].append(oth.mean()), r["steps_per_s"].append(rate)
-            r["transfer"].append((oth.mean() - rand.mean()) / gain if gain > 0 else float("nan"))
+            r["transfer"].append(float((oth.mean() - rand.mean()) / gain) if gain > 0 else None)
             runs += 1
             elapsed = time.time() - started
             print(f"[{runs}/{total}] {variant} seed {seed}: own {own.mean():.1f}, {other} {oth.mean():.1f}, "

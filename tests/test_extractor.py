@@ -103,3 +103,20 @@ def test_multi_input_policy_learns_with_the_extractor(algo):
     assert any(not torch.equal(a, b) for a, b in zip(start, agent.policy.parameters()))
     action, _ = agent.predict(TwoSensorEnv().reset(seed=1)[0], deterministic=True)
     assert action.shape == (1,)
+
+
+def test_compare_table_says_when_transfer_is_undefined():
+    """A seed whose agent does not beat random from its own sensor has no transfer ratio: the table says so
+    (it printed "nan%" before) and the JSON record holds null, not NaN."""
+    import json
+
+    from agents.extractor_compare import summary, table
+
+    per_seed = {"own": [-200.0, -1700.0], "other": [-300.0, -1600.0], "transfer": [0.8, None], "steps_per_s": [30, 31]}
+    none_beat = {**per_seed, "transfer": [None, None]}
+    record = {"train_sensor": "sound", "test_sensor": "image", "random": summary([-1600.0, -1630.0]),
+              "variants": {"finetuned": {k: summary(v) for k, v in per_seed.items()},
+                           "wrapper": {k: summary(v) for k, v in none_beat.items()}}}
+    text = table(record)
+    assert "80% ± 0% (1 of 2 seeds beat random)" in text and "— (own no better than random)" in text
+    assert "nan" not in text.lower() and "NaN" not in json.dumps(record)
