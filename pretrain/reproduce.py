@@ -277,6 +277,24 @@ def record(eval_dirs: list[Path], commands: list[str], machine: str) -> tuple[st
     return dataset, entry
 
 
+def merge_recorded(old: dict, new: dict) -> dict:
+    """``new`` (from :func:`record`) with the models ``old`` holds at the same budget and seed that ``new`` lacks,
+    as :func:`reproduce_dataset` keeps them: a third model is added to a table whose first two models' run
+    folders are gone. Their paired standard errors and other-K tables stay; a model recorded again replaces its
+    entry (and then the paired errors come from the new folders only)."""
+    if old.get("budget_tag") != new["budget_tag"] or old.get("seed") != new["seed"]:
+        return new
+    kept = {kind: m for kind, m in old.get("models", {}).items() if kind not in new["models"]}
+    if not kept:
+        return new
+    merged = {**new, "models": {**kept, **new["models"]}, "full": bool(new["full"] and old.get("full"))}
+    if "paired_se" not in new and "paired_se" in old and {"mhvae", "jmvae"} <= set(kept):
+        merged["paired_se"] = old["paired_se"]
+    if "at_k" in old:
+        merged["at_k"] = old["at_k"]
+    return merged
+
+
 def paired_standard_errors(a: Path, b: Path) -> dict[str, float]:
     """Per row, the standard error of the mean difference a - b over the test points both evaluations saw (std of
     the per-point differences / sqrt(n)); empty when either folder lacks ``per_point.npz`` or the two were scored
@@ -360,7 +378,8 @@ def main(argv=None) -> None:
     p.add_argument("--render-only", action="store_true", help="only re-render the results file from its stored data")
     p.add_argument("--record", nargs="+", type=Path, metavar="EVAL_DIR",
                    help="store evaluations already made by pretrain/run.py (e.g. runs/<run>/eval-best-K5000-nall, "
-                        "one per model, one dataset) instead of running anything; needs --commands")
+                        "one per model, one dataset) instead of running anything; needs --commands. Models "
+                        "already recorded for the dataset at the same budget and seed stay beside them")
     p.add_argument("--commands", nargs="+", default=[], help="with --record: how each run was trained, in order")
     p.add_argument("--record-at-k", nargs="+", type=Path, metavar="EVAL_DIR",
                    help="store evaluations at another K (one folder per model, e.g. pretrain/shards.py's merged "
@@ -382,7 +401,8 @@ def main(argv=None) -> None:
         print(f"wrote {args.results} ({dataset} at K = {k})")
         return
     if args.record:
-        dataset, store[dataset] = record(args.record, args.commands, args.machine or machine_description())
+        dataset, entry = record(args.record, args.commands, args.machine or machine_description())
+        store[dataset] = merge_recorded(store.get(dataset) or {}, entry)
         write_results(store, args.results)
         print(f"wrote {args.results} ({dataset}: {', '.join(store[dataset]['models'])})")
         return

@@ -3,6 +3,7 @@ results written only for completed runs)."""
 from __future__ import annotations
 
 import json
+import shutil
 import math
 
 import numpy as np
@@ -221,6 +222,20 @@ def test_record_stores_evaluations_made_by_run_py(tmp_path, fake_mnist):
     with pytest.raises(SystemExit, match="each must be one of the table's models, once"):
         reproduce.main(["--record-at-k", str(evals[0]), str(evals[0]), "--command", "x", "--results", str(results)])
     assert reproduce.load_store(results) == entry_before
+
+    # a third model at the same budget, its table-mates' folders gone: added beside them, nothing of theirs lost
+    rd = tmp_path / "mvae-run"
+    run_mod.ex.run("main", config_updates=dict(base, model="mvae", run_dir=str(rd), evaluate_after=False,
+                                               warmup_epochs=5), options={"--loglevel": "ERROR"})
+    run_mod.ex.run("evaluate", config_updates=dict(base, checkpoint=str(rd / "checkpoints" / "best.pt"),
+                                                   eval_dir=str(rd / "eval")), options={"--loglevel": "ERROR"})
+    for folder in (tmp_path / "mhvae-run", tmp_path / "jmvae-run"):
+        shutil.rmtree(folder)
+    reproduce.main(["--record", str(rd / "eval"), "--commands", "train mvae", "--results", str(results)])
+    merged = reproduce.load_store(results)["mnist"]
+    assert set(merged["models"]) == {"mhvae", "jmvae", "mvae"}
+    assert {k: merged["models"][k] for k in ("mhvae", "jmvae")} == {k: entry["models"][k] for k in ("mhvae", "jmvae")}
+    assert merged["at_k"] == entry_before["mnist"]["at_k"] and "`train mvae`" in results.read_text()
 
 
 def test_k_curve_writes_each_rows_mean_at_every_k_and_a_figure(tmp_path, monkeypatch):
