@@ -51,7 +51,7 @@ TUNED = {
         "win_return": 10.0,
     },
 }
-TUNED["HyperhotSpectrum-v0"] = TUNED["Hyperhot-v0"]  # the same game, its sound as spectra
+TUNED["HyperhotSpectrum-v0"] = dict(TUNED["Hyperhot-v0"])  # the same game, its sound as spectra
 
 #: short names: an alias is its env id plus its own keys (the names of the agents trained before any env worked)
 ALIASES = {

@@ -7,7 +7,8 @@ Registration: the time limit is Gymnasium's ``TimeLimit`` (``max_episode_steps``
 -1 at the time limit is :class:`envs.common.TruncationPenalty` (applied after ``TimeLimit``), and the last two
 frames of each sensor are stacked by ``gymnasium.wrappers.FrameStackObservation``. The classes themselves
 return single frames. ``HyperhotSpectrum-v0`` is Hyperhot with its sound given as log-magnitude spectra
-(:class:`envs.common.MagnitudeSpectrum`, each frame before the stacking): the same game, rewards and image. The hand-tuned model networks are registered with
+(:class:`envs.common.MagnitudeSpectrum`, each frame before the stacking): the same game, rewards and image.
+The hand-tuned model networks are registered with
 :func:`mhvae_perception.data.presets.register_env_preset` (aliases ``pendulum_sound`` and ``hyperhot``).
 """
 from gymnasium.envs.registration import register, registry

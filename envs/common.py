@@ -45,15 +45,13 @@ class MagnitudeSpectrum(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
         space = env.observation_space
         if not isinstance(space, spaces.Dict):
             raise TypeError(f"MagnitudeSpectrum needs a Dict observation space of named sensors, got {space}")
-        for key in keys:
+        self.keys = tuple(keys)
+        new = dict(space.spaces)
+        for key in self.keys:
             sub = space.spaces.get(key)
             if not isinstance(sub, spaces.Box) or len(sub.shape) == 0 or not sub.is_bounded():
                 raise ValueError(f"MagnitudeSpectrum: sensor {key!r} must be a bounded Box with a time axis last "
                                  f"(the observation space has {dict(space.spaces)}); pass keys= naming waveforms")
-        self.keys = tuple(keys)
-        new = dict(space.spaces)
-        for key in self.keys:
-            sub = space.spaces[key]
             n = sub.shape[-1]
             bound = float(max(np.abs(sub.low).max(), np.abs(sub.high).max()))
             new[key] = spaces.Box(0.0, float(np.log1p(n * bound)), shape=(*sub.shape[:-1], n // 2 + 1),

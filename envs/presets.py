@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from envs.hyperhot import N_SAMPLES
 from mhvae_perception.data.presets import register_env_preset
 from mhvae_perception.models.specs import CoreSpec, ModalitySpec
 
@@ -24,7 +25,8 @@ HYPERHOT = (
                  {"hidden": [512, 512], "activation": "swish", "batchnorm": False}),
 )
 #: Hyperhot's networks with the sound as spectra (envs.common.MagnitudeSpectrum: 1047 samples -> 524 frequencies)
-HYPERHOT_SPECTRUM = (HYPERHOT[0], dataclasses.replace(HYPERHOT[1], shape=(2, 4, 524)))
+HYPERHOT_SPECTRUM = (HYPERHOT[0], dataclasses.replace(HYPERHOT[1], shape=(*HYPERHOT[1].shape[:-1], N_SAMPLES // 2 + 1)))
+HYPERHOT_CORE = CoreSpec(40, (512, 512, 512))
 
 
 def register_presets() -> None:
@@ -32,7 +34,7 @@ def register_presets() -> None:
     register_env_preset("PendulumSound-v0", PENDULUM_SOUND, CoreSpec(10, (256, 256, 256)), baseline_latent=10,
                         alias="pendulum_sound", dataset_sizes=(20_000, 2_000),
                         figure_hints={"feature_names": ["Doppler frequency (Hz)", "amplitude 1/d²"]})
-    register_env_preset("Hyperhot-v0", HYPERHOT, CoreSpec(40, (512, 512, 512)), baseline_latent=40,
+    register_env_preset("Hyperhot-v0", HYPERHOT, HYPERHOT_CORE, baseline_latent=40,
                         alias="hyperhot", dataset_sizes=(32_000, 8_000))
-    register_env_preset("HyperhotSpectrum-v0", HYPERHOT_SPECTRUM, CoreSpec(40, (512, 512, 512)), baseline_latent=40,
+    register_env_preset("HyperhotSpectrum-v0", HYPERHOT_SPECTRUM, HYPERHOT_CORE, baseline_latent=40,
                         alias="hyperhot_spectrum", dataset_sizes=(32_000, 8_000))

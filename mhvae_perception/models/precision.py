@@ -3,7 +3,8 @@
 On a CPU with bfloat16 instructions (AVX-512 BF16) the products at the paper's MNIST shapes run about twice as
 fast in bfloat16, and they are about half of a training step. ``torch.autocast`` also runs the element-wise
 work of the loss in bfloat16 (its KL terms come out rounded to bfloat16), and compiled it was measured no faster
-than this path (docs/RESULTS.md); this path rounds only the two operands of each product: the input and the weight are cast to bfloat16, the product
+than this path (docs/RESULTS.md); this path rounds only the two operands of each product: the input and the
+weight are cast to bfloat16, the product
 comes back as float32 and the bias is added in float32. Parameters, their gradients, Adam's state, the loss and
 every evaluation stay float32. Compiled (``torch.compile``), the casts fuse into the neighbouring element-wise
 kernels; ``pretrain/run.py with precision=bf16`` does both.
