@@ -364,7 +364,7 @@ def _train_locked(cfg: dict, paths: RunPaths, resume: Optional[Path], ck: Option
         best = record["valid/elbo"] if improved else best
         state = {"epoch": epoch + 1, "optimizer": optimizer.state_dict(), "rng": rng_state(),
                  "best_valid_elbo": best, "best_epoch": epoch + 1 if improved else _best_epoch(history, best),
-                 "history": history, "run_config": recorded}
+                 "history": history, "run_config": recorded, "run_epochs": int(cfg["epochs"])}
         if improved:  # best first, then last: a kill between the two only repeats this epoch on resume
             checkpoints.save_checkpoint(paths.best, model, state)
         checkpoints.save_checkpoint(paths.last, model, state)
@@ -636,7 +636,10 @@ def evaluate(_run, _config):
         state = ck.training_state
         if state is None and shipped and shipped.get("trained_epochs") is not None:
             state = {"epoch": shipped["trained_epochs"]}  # a shipped file has no training state: the manifest's
-        metrics = evaluate_model(ck.model, splits, cfg, out_dir, checkpoint=path, _run=_run, writer=writer,
+        # a shipped file is named by where it lies in the package, not by this machine's absolute path
+        recorded_path = Path(pretrained.WEIGHTS_DIR.parent.name, pretrained.WEIGHTS_DIR.name, path.name) if shipped \
+            else path
+        metrics = evaluate_model(ck.model, splits, cfg, out_dir, checkpoint=recorded_path, _run=_run, writer=writer,
                                  training_state=state)
         if writer is not None:
             writer.close()

@@ -357,6 +357,8 @@ def test_evaluate_command_accepts_a_shipped_model_name(tmp_path, fake_mnist, mon
 
     rd = tmp_path / "r"
     run(dict(FAST, epochs=1, batch_size=32, max_train_batches=1, run_dir=str(rd)))
+    entry = pretrained.export(rd / "checkpoints" / "last.pt", "tiny", weights_dir=tmp_path / "w")
+    assert entry["trained_epochs"] == 1 and entry["run_epochs"] == 1  # the run's length, not null
     weights = tmp_path / "shipped.pt"
     checkpoints.save_checkpoint(weights, checkpoints.load_checkpoint(rd / "checkpoints" / "last.pt").model)
     monkeypatch.setattr(pretrained, "available", lambda: {"tiny-mnist": {"dataset": "mnist", "file": "x",
@@ -367,6 +369,8 @@ def test_evaluate_command_accepts_a_shipped_model_name(tmp_path, fake_mnist, mon
               "progress": False, "figures": False, "tensorboard": False, "device": "cpu"}, command="evaluate")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dataset"] == "mnist" and metrics["num_samples"] == 2 and set(ev.result) == set(metrics["values"])
+    # the shipped file as it lies in the package, not this machine's absolute path
+    assert metrics["checkpoint"] == str(Path("mhvae_perception", "weights", "shipped.pt"))
     assert metrics["train_epochs"] == 1 and "(1 ep, K = 2, n = 4)" in (out / "results.md").read_text()  # not "? ep"
     with pytest.raises(checkpoints.CheckpointError, match="did you mean 'tiny-mnist'"):
         run({"checkpoint": "tiny-mnst", "progress": False}, command="evaluate")
