@@ -96,17 +96,27 @@ def render(store: dict) -> str:
         if not entry or not entry.get("models"):
             out += ["Not run here yet.", ""]
             continue
-        ours = {m: {"values": r.get("values", {}), "standard_errors": r.get("standard_errors", {}),
-                    "rows": r.get("rows", []), "budget": _budget_of(entry, m)}
-                for m, r in entry["models"].items()}
-        out += results_table.comparison_table(dataset, ours, entry.get("paired_se")) + [""]
-        out += _summary_lines(dataset, entry)
-        for k, at_k in sorted((entry.get("at_k") or {}).items(), key=lambda item: int(item[0])):
-            out += _at_k_lines(dataset, int(k), at_k)
+        out += _entry_lines(dataset, entry, "###")
+        for earlier in entry.get("earlier", []):
+            b = _budget_of(earlier, next(m for m in MODELS if m in earlier["models"]))
+            out += [f"### {t['title']} at an earlier budget: {b.get('epochs')} epochs, K = {b.get('eval_samples')}", "",
+                    *_entry_lines(dataset, earlier, "####")]
     return "\n".join(out)
 
 
-def _at_k_lines(dataset: str, k: int, at_k: dict) -> list[str]:
+def _entry_lines(dataset: str, entry: dict, at_k_heading: str) -> list[str]:
+    """One budget's table, its summary and its models at other K (headed ``at_k_heading``)."""
+    ours = {m: {"values": r.get("values", {}), "standard_errors": r.get("standard_errors", {}),
+                "rows": r.get("rows", []), "budget": _budget_of(entry, m)}
+            for m, r in entry["models"].items()}
+    out = results_table.comparison_table(dataset, ours, entry.get("paired_se")) + [""]
+    out += _summary_lines(dataset, entry)
+    for k, at_k in sorted((entry.get("at_k") or {}).items(), key=lambda item: int(item[0])):
+        out += _at_k_lines(dataset, int(k), at_k, at_k_heading)
+    return out
+
+
+def _at_k_lines(dataset: str, k: int, at_k: dict, heading: str = "###") -> list[str]:
     """The table's models evaluated again at another K (``record_at_k``)."""
     models = [m for m in MODELS if m in at_k["models"]]
     first = at_k["models"][models[0]]["budget"]
@@ -115,7 +125,7 @@ def _at_k_lines(dataset: str, k: int, at_k: dict) -> list[str]:
     walls = ", ".join(f"{m.upper()} {at_k['models'][m]['eval_wall_s'] / 60:.1f} min"
                       + (f" in {at_k['models'][m]['shards']} shards" if at_k["models"][m].get("shards", 1) > 1 else "")
                       for m in models if at_k["models"][m].get("eval_wall_s") is not None)
-    lines = [f"### The same models at K = {k}", "",
+    lines = [f"{heading} The same models at K = {k}", "",
              *results_table.comparison_table(dataset, ours, at_k.get("paired_se")), ""]
     values = {m: at_k["models"][m]["values"] for m in ("mhvae", "jmvae") if m in at_k["models"]}
     if len(values) == 2:
@@ -251,6 +261,9 @@ def record(eval_dirs: list[Path], commands: list[str], machine: str) -> tuple[st
         if not (run_folder / "config.json").is_file():
             raise SystemExit(f"{run_folder} has no config.json: {d} must sit in the run folder it evaluates")
         config = json.loads((run_folder / "config.json").read_text())
+        summary = run_folder / "summary.json"
+        if metrics.get("train_wall_s") is None and summary.is_file():  # a shipped model's file has no history
+            metrics["train_wall_s"] = json.loads(summary.read_text()).get("train_wall_s")
         if metrics["model"] in models:
             raise SystemExit(f"{metrics['model']} appears twice in --record")
         datasets.add(metrics["dataset"])
@@ -278,12 +291,32 @@ def record(eval_dirs: list[Path], commands: list[str], machine: str) -> tuple[st
 
 
 def merge_recorded(old: dict, new: dict) -> dict:
-    """``new`` (from :func:`record`) with the models ``old`` holds at the same budget and seed that ``new`` lacks,
-    as :func:`reproduce_dataset` keeps them: a third model is added to a table whose first two models' run
+    """``new`` becomes the dataset's first table; the tables ``old`` holds at other budgets (or seeds) stay
+    below it as ``earlier`` ones (e.g. the 50-epoch models under the 500-epoch ones), and one at the same budget
+    and seed is merged with it (:func:`merge_same_budget`)."""
+    tables = [old_entry for old_entry in (_without_earlier(old), *old.get("earlier", [])) if old_entry.get("models")]
+    same = [t for t in tables if _same_budget(t, new)]
+    merged = merge_same_budget(same[0], new) if same else dict(new)
+    earlier = [t for t in tables if not _same_budget(t, new)]
+    if earlier:
+        merged["earlier"] = earlier
+    return merged
+
+
+def _same_budget(a: dict, b: dict) -> bool:
+    return a.get("budget_tag") == b.get("budget_tag") and a.get("seed") == b.get("seed")
+
+
+def _without_earlier(entry: dict) -> dict:
+    return {k: v for k, v in entry.items() if k != "earlier"}
+
+
+def merge_same_budget(old: dict, new: dict) -> dict:
+    """``new`` with the models ``old`` (the same budget and seed) holds that ``new`` lacks, as
+    :func:`reproduce_dataset` keeps them: a third model is added to a table whose first two models' run
     folders are gone. Their paired standard errors and other-K tables stay; a model recorded again replaces its
     entry (and then the paired errors come from the new folders only)."""
-    if old.get("budget_tag") != new["budget_tag"] or old.get("seed") != new["seed"]:
-        return new
+    new = _without_earlier(new)
     kept = {kind: m for kind, m in old.get("models", {}).items() if kind not in new["models"]}
     if not kept:
         return new
@@ -413,20 +446,20 @@ def main(argv=None) -> None:
 
 
 def reproduce_dataset(args: argparse.Namespace, store: dict, command: str) -> None:
-    """Train and evaluate ``args.models`` on ``args.dataset``, writing the results file after each model."""
+    """Train and evaluate ``args.models`` on ``args.dataset``, writing the results file after each model; the
+    dataset's tables at other budgets stay below this one (:func:`merge_recorded`)."""
     old = store.get(args.dataset) or {}
-    same_budget = old.get("budget_tag") == budget_tag(args) and old.get("seed") == args.seed
-    keep = old.get("models", {}) if same_budget else {}  # the other models measured with this budget stay
     entry = {"command": command, "budget_tag": budget_tag(args), "seed": args.seed, "full": bool(args.full),
              "date": time.strftime("%Y-%m-%d"),
              "machine": machine_description(),
-             "models": dict(keep)}
+             "models": {}}
     for model in args.models:
         metrics, c = run_model(args, model)
         entry["models"][model] = model_entry(metrics, c, command)
         print(f"{args.dataset}/{model}: " + ", ".join(f"{k}: {v:.2f}" for k, v in metrics["values"].items()),
               flush=True)
-        store[args.dataset] = entry  # only completed runs reach this line
+        # only completed runs reach this line; the other models measured with this budget stay
+        store[args.dataset] = merge_recorded(old, entry)
         write_results(store, args.results)
 
 

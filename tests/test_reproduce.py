@@ -237,6 +237,29 @@ def test_record_stores_evaluations_made_by_run_py(tmp_path, fake_mnist):
     assert {k: merged["models"][k] for k in ("mhvae", "jmvae")} == {k: entry["models"][k] for k in ("mhvae", "jmvae")}
     assert merged["at_k"] == entry_before["mnist"]["at_k"] and "`train mvae`" in results.read_text()
 
+    # a longer budget (the paper's 500 epochs after 50): its table comes first, the earlier one stays below it;
+    # its training time from the run's summary.json when the evaluation (of a shipped file) has no history
+    rd = tmp_path / "long-run"
+    run_mod.ex.run("main", config_updates=dict(base, model="mhvae", epochs=2, run_dir=str(rd), evaluate_after=False),
+                   options={"--loglevel": "ERROR"})
+    run_mod.ex.run("evaluate", config_updates=dict(base, checkpoint=str(rd / "checkpoints" / "best.pt"),
+                                                   eval_dir=str(rd / "eval")), options={"--loglevel": "ERROR"})
+    metrics = json.loads((rd / "eval" / "metrics.json").read_text())
+    (rd / "eval" / "metrics.json").write_text(json.dumps({**metrics, "train_wall_s": None}))
+    reproduce.main(["--record", str(rd / "eval"), "--commands", "train longer", "--results", str(results)])
+    longer = reproduce.load_store(results)["mnist"]
+    assert set(longer["models"]) == {"mhvae"} and longer["models"]["mhvae"]["budget"]["epochs"] == 2
+    assert longer["earlier"] == [merged]  # nothing of the earlier table lost
+    train_s = json.loads((rd / "summary.json").read_text())["train_wall_s"]
+    assert train_s > 0 and longer["models"]["mhvae"]["train_wall_s"] == train_s
+    text = results.read_text()
+    assert text.index("`train longer`") < text.index("at an earlier budget: 1 epochs") \
+        < text.index("#### The same models at K = 2") < text.index("## Table 2")
+    reproduce.main(["--record", str(tmp_path / "mvae-run" / "eval"), "--commands", "train mvae again",
+                    "--results", str(results)])  # back to the earlier budget: merged there, the longer one kept
+    again = reproduce.load_store(results)["mnist"]
+    assert set(again["models"]) == {"mhvae", "jmvae", "mvae"} and again["earlier"][0]["models"] == longer["models"]
+
 
 def test_k_curve_writes_each_rows_mean_at_every_k_and_a_figure(tmp_path, monkeypatch):
     from mhvae_perception import presets, save_checkpoint
