@@ -113,7 +113,8 @@ def export(checkpoint: str | Path, name: str, note: str = "", weights_dir: Path 
         # an environment model's run keeps the default dataset entry beside its env_id: only the env_id counts
         "dataset": None if run.get("env_id") else run.get("dataset"), "env_id": run.get("env_id"),
         "kind": src.config.get("kind"), "weights_dtype": "float16" if half else "float32",
-        "trained_epochs": state.get("epoch"), "run_epochs": state.get("run_epochs", run.get("epochs")), "best_epoch": state.get("best_epoch"),
+        "trained_epochs": state.get("epoch"), "run_epochs": state.get("run_epochs", run.get("epochs")),
+        "best_epoch": state.get("best_epoch"),
         "best_valid_elbo": state.get("best_valid_elbo"), "source": str(checkpoint), "note": note,
     }
     manifest_path.write_text(json.dumps(dict(sorted(models.items())), indent=2) + "\n")
