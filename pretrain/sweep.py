@@ -27,6 +27,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "paper": ("paper defaults (λ = β^m = β^c = 1, w = 0.5)", {}),
     "recipe": ("the transfer recipe (loss_recipe=transfer, run.py's default for environments: λ from the sensors' "
                "size and likelihood, β^m = 10, γ = 10)", {"loss_recipe": "transfer"}),
+    "recipe_beta1": ("the transfer recipe with β^m = 1 on every sensor (does β^m = 10 drop small objects?)",
+                     {"loss_recipe": "transfer", "model_overrides": {"modalities": {"*": {"kl_weight": 1.0}}}}),
     "beta_c0.2": ("β^c = 0.2", {"model_overrides": {"core": {"kl_weight": 0.2}}}),
     "followup": ("the follow-up work's weights: λ_sound = 100, β^m = 10",
                  {"model_overrides": {"modalities": {"sound": {"recon_weight": 100.0, "kl_weight": 10.0},

@@ -23,6 +23,17 @@ def test_overrides_change_modality_core_and_top_level_fields():
     assert base.with_overrides({}) == base
 
 
+def test_star_changes_every_modality_before_the_named_ones():
+    base = presets.config("mnist", "mhvae")
+    out = base.with_overrides({"modalities": {"*": {"kl_weight": 3.0, "recon_weight": 2.0},
+                                              "label": {"recon_weight": 50.0}}})
+    assert [m.kl_weight for m in out.modalities] == [3.0, 3.0]
+    assert out.modality("image").recon_weight == 2.0 and out.modality("label").recon_weight == 50.0
+    assert [m.dropout for m in out.modalities] == [m.dropout for m in base.modalities]
+    with pytest.raises(ValueError, match="ModalitySpec"):
+        base.with_overrides({"modalities": {"*": {"kl_weigth": 1.0}}})
+
+
 def test_unknown_modality_is_named():
     with pytest.raises((ValueError, KeyError), match="sound"):
         presets.config("mnist", "mhvae").with_overrides({"modalities": {"sound": {"recon_weight": 2.0}}})

@@ -107,6 +107,10 @@ class CoreSpec:
             raise ValueError(f"core kl_weight (beta^c) must be finite and >= 0, got {self.kl_weight!r}")
 
 
+#: The key of :meth:`ModelConfig.with_overrides` that changes every modality (e.g. β^m of every sensor).
+EVERY_MODALITY = "*"
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild a model: its kind, modalities, core and training-loss schedule.
@@ -171,11 +175,14 @@ class ModelConfig:
     def with_overrides(self, overrides: Mapping[str, Any]) -> "ModelConfig":
         """A copy with ``{"modalities": {name: {ModalitySpec field: value}}, "core": {CoreSpec field: value},
         <ModelConfig field>: value}`` applied (e.g. ``{"modalities": {"sound": {"recon_weight": 100.0}}}``);
-        unknown modalities or fields raise ValueError naming them."""
+        the name ``"*"`` (:data:`EVERY_MODALITY`) changes every modality, before the named ones, so that one override
+        fits any environment's sensors. Unknown modalities or fields raise ValueError naming them."""
         overrides = dict(overrides)
         config = self
+        per_modality = dict(overrides.pop("modalities", {}))
+        every = per_modality.pop(EVERY_MODALITY, {})
         try:
-            for name, changes in dict(overrides.pop("modalities", {})).items():
+            for name, changes in [*((m.name, every) for m in self.modalities if every), *per_modality.items()]:
                 config = config.replace_modality(name, **changes)
             if "core" in overrides:
                 config = dataclasses.replace(config, core=dataclasses.replace(config.core, **overrides.pop("core")))
