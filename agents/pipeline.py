@@ -28,6 +28,9 @@ its predictor) or ``--tuned-model`` (already fine-tuned on an agent's states: ``
 
     python agents/pipeline.py --env Hyperhot-v0 --out runs/pipeline/Hyperhot-v0 --tuned-model hyperhot-mhvae-pipeline
 
+``--stop-after STAGE`` ends the run there (a session too short for the whole pipeline ships or commits that
+stage's product; the same command without it goes on from the next stage).
+
 ``<out>/pipeline.json`` records every stage's command, budget, status and wall time (rewritten after each stage);
 ``<out>/summary.md`` shows them with the transfer table. Run folders do not survive between sessions on every
 machine: keep (commit) ``<out>/model-onpolicy/checkpoints/best.pt`` (or ship it), ``<out>/transfer/results.json``,
@@ -218,6 +221,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                  "pretraining one; it is evaluated for the gate")
     p.add_argument("--tuned-model", default=None, help="an MHVAE already fine-tuned on an agent's states (checkpoint "
                                                        "or shipped name): the agents are trained on it directly")
+    p.add_argument("--stop-after", default=None, metavar="STAGE",
+                   help="stop once this stage is done (e.g. pretrain: a session too short for the whole pipeline "
+                        "commits or ships its product, and the next one goes on with the same command without it)")
     p.add_argument("--dry-run", action="store_true", help="print the stages and stop")
     args = p.parse_args(argv)
     args.out = args.out.resolve()  # the stages run from the repository root
@@ -277,6 +283,10 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as err:
         raise SystemExit(f"pipeline: {err}") from None
     stages = build_stages(args)
+    names = [s.name for s in stages]
+    if args.stop_after is not None and args.stop_after not in names:
+        raise SystemExit(f"pipeline: --stop-after {args.stop_after!r} is not a stage of this pipeline; "
+                         f"its stages: {', '.join(names)}")
     if args.dry_run:
         for i, s in enumerate(stages, 1):
             print(f"[{i}/{len(stages)}] {s.name}: {s.what} ({s.budget})" + (f"\n    {shlex.join(s.command)}" if s.command else ""))
@@ -286,7 +296,8 @@ def main(argv: list[str] | None = None) -> None:
     record = {"env": args.env, "argv": sys.argv[1:], "stages": json.loads(json.dumps(previous.get("stages", {}))),
               "gate": None}
     started = time.time()
-    for i, stage in enumerate(stages, 1):
+    run = stages[:names.index(args.stop_after) + 1] if args.stop_after else stages
+    for i, stage in enumerate(run, 1):
         entry = record["stages"].get(stage.name, {})
         entry.update(name=stage.name, what=stage.what, budget=stage.budget, command=shlex.join(stage.command))
         record["stages"][stage.name] = entry
@@ -319,6 +330,10 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"pipeline: stage {stage.name} failed (exit {code}); its log: "
                              f"{args.out / 'logs' / (stage.name + '.log')}. Fix the cause and re-run the same command: "
                              f"finished stages are skipped and this one resumes")
+    if len(run) < len(stages):
+        print(f"\npipeline stopped after {args.stop_after} (--stop-after) in {(time.time() - started) / 60:.1f} min; "
+              f"the same command without --stop-after goes on from {stages[len(run)].name}")
+        return
     print(f"\npipeline done in {(time.time() - started) / 60:.1f} min: {args.out / 'summary.md'}")
 
 

@@ -96,6 +96,20 @@ def test_a_failed_stage_stops_and_the_same_command_resumes_there(tmp_path, monke
     assert calls == ["collect-onpolicy", "finetune", "transfer"]
 
 
+def test_stop_after_ends_at_a_stage_and_the_same_command_goes_on(tmp_path, monkeypatch, capsys):
+    out, calls = tmp_path / "p", []
+    monkeypatch.setattr(pipeline, "run_command", fake_runner(out, calls))
+    pipeline.main(args_for(out, "--stop-after", "pretrain"))
+    assert calls == ["pretrain"] and "goes on from gate" in capsys.readouterr().out
+    pipeline.main(args_for(out, "--stop-after", "gate"))  # a skipped stage or the gate stops it too
+    assert calls == ["pretrain"]
+    pipeline.main(args_for(out))
+    assert calls == ORDER
+    with pytest.raises(SystemExit, match="'evaluate' is not a stage of this pipeline; its stages: pretrain, gate"):
+        pipeline.main(args_for(tmp_path / "q", "--stop-after", "evaluate"))
+    assert not (tmp_path / "q").exists()
+
+
 def test_the_gate_warns_or_stops_when_transfer_is_unlikely(tmp_path, monkeypatch, capsys):
     out, calls = tmp_path / "stop", []
     monkeypatch.setattr(pipeline, "run_command", fake_runner(out, calls, score=0.1))
