@@ -97,7 +97,7 @@ def render(rows: list[dict], env_id: str, epochs: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -115,6 +115,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_ylabel("probe transfer score")
     ax.set_ylim(-1.05, 1.05)
     ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
               flush=True)
         (out / "sweep.json").write_text(json.dumps(rows, indent=2))
         (out / "sweep.md").write_text(render(rows, args.env_id, args.epochs))
-        plot(rows, out / "sweep.png")
+        plot(rows, out / "sweep.png", f"{args.env_id}\nprobe transfer per variant ({args.epochs} epochs each)")
     if rows:
         print((out / "sweep.md").read_text())
 
