@@ -68,7 +68,9 @@ def _raw_env(env: AgentEnv, state: bool, render_mode: str | None = None, episode
     if state:
         if env["state_env_id"] is None:
             raise ValueError("this environment has no low-dimensional state environment (state=True)")
-        return gym.make(env["state_env_id"], max_episode_steps=steps, render_mode=render_mode)
+        render = {} if render_mode is None else {"render_mode": render_mode}  # an env may take no render_mode
+        # the env's keyword arguments (e.g. Hyperhot's hit_reward) hold for its state env too: same game, same reward
+        return gym.make(env["state_env_id"], max_episode_steps=steps, **render, **env.env_kwargs)
     return make_env(env, steps, render_mode)
 
 

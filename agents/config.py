@@ -49,6 +49,8 @@ TUNED = {
         # an episode is won (the last enemy killed, +10) iff its return reaches 10: without the win a return is
         # at most 3 * hit_reward - 1 (three kills, then hit or time limit), below 10 for hit_reward < 11/3
         "win_return": 10.0,
+        # the game observing its true state (info["state"] rescaled), for the transfer tables' reference agent
+        "state_env_id": "HyperhotState-v0",
     },
 }
 TUNED["HyperhotSpectrum-v0"] = dict(TUNED["Hyperhot-v0"])  # the same game, its sound as spectra

@@ -30,6 +30,48 @@ class TruncationPenalty(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return obs, reward, terminated, truncated, info
 
 
+class InfoStateObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Observe ``info[key]`` (the true low-dimensional state an env reports beside its sensors) instead of the
+    sensors, rescaled from ``[low, high]`` to ``[0, 1]`` per element.
+
+    Why: the true-state reference of a transfer table (an agent that sees what the sensors are about) for envs
+    whose state lives only in ``info``; the rescaling keeps pixel coordinates and 0/1 flags on one scale for the
+    agent's network. A value outside ``[low, high]`` is an error naming it, not a silent clip."""
+
+    def __init__(self, env: gym.Env, low, high, key: str = "state") -> None:
+        gym.utils.RecordConstructorArgs.__init__(self, low=low, high=high, key=key)
+        gym.Wrapper.__init__(self, env)
+        self.low, self.high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+        if self.low.shape != self.high.shape or self.low.ndim != 1 or not np.all(self.high > self.low):
+            raise ValueError(f"InfoStateObservation: low and high must be 1-d of one shape with high > low, got "
+                             f"{self.low.shape} and {self.high.shape}")
+        self.key = key
+        self.observation_space = spaces.Box(0.0, 1.0, shape=self.low.shape, dtype=np.float32)
+
+    def _observe(self, info: dict) -> np.ndarray:
+        if self.key not in info:
+            raise KeyError(f"InfoStateObservation: the env's info has no {self.key!r} (keys: {sorted(info)}); pass "
+                           f"key= naming the true state")
+        state = np.asarray(info[self.key], dtype=np.float64)
+        if state.shape != self.low.shape:
+            raise ValueError(f"InfoStateObservation: info[{self.key!r}] has shape {state.shape}, the bounds "
+                             f"{self.low.shape}")
+        outside = np.flatnonzero((state < self.low) | (state > self.high))
+        if outside.size:
+            i = int(outside[0])
+            raise ValueError(f"InfoStateObservation: info[{self.key!r}][{i}] = {state[i]} is outside "
+                             f"[{self.low[i]}, {self.high[i]}]; widen the declared bounds")
+        return ((state - self.low) / (self.high - self.low)).astype(np.float32)
+
+    def reset(self, **kwargs):
+        _, info = self.env.reset(**kwargs)
+        return self._observe(info), info
+
+    def step(self, action: Any):
+        _, reward, terminated, truncated, info = self.env.step(action)
+        return self._observe(info), reward, terminated, truncated, info
+
+
 class MagnitudeSpectrum(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Replace the waveforms of the named ``Dict`` sensors by their log-magnitude spectra, log(1 + |rfft|) along
     the last axis (n samples -> n // 2 + 1 frequencies): the loudness of each tone whatever its phase.
@@ -66,13 +108,20 @@ class MagnitudeSpectrum(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
         return out
 
 
-def registered_wrappers(penalty: float | None = None, spectrum: tuple[str, ...] = ()) -> tuple[WrapperSpec, ...]:
-    """The wrappers ``gym.make`` adds after ``TimeLimit``: an optional :class:`TruncationPenalty`, an optional
-    :class:`MagnitudeSpectrum` of the ``spectrum`` sensors (each frame), then the stacking of the last
-    :data:`N_STACK` observations on a new axis 0 (oldest first; the first frame repeated at reset)."""
+def registered_wrappers(penalty: float | None = None, spectrum: tuple[str, ...] = (),
+                        info_state: tuple[list[float], list[float]] | None = None) -> tuple[WrapperSpec, ...]:
+    """The wrappers ``gym.make`` adds after ``TimeLimit``: an optional :class:`InfoStateObservation` with the
+    bounds ``info_state = (low, high)`` (the true state replaces the sensors), an optional
+    :class:`TruncationPenalty`, an optional :class:`MagnitudeSpectrum` of the ``spectrum`` sensors (each frame),
+    then the stacking of the last :data:`N_STACK` observations on a new axis 0 (oldest first; the first frame
+    repeated at reset)."""
     stack = WrapperSpec("FrameStackObservation", "gymnasium.wrappers:FrameStackObservation",
                         {"stack_size": N_STACK, "padding_type": "reset"})
     wrappers = []
+    if info_state is not None:
+        low, high = info_state
+        wrappers.append(WrapperSpec("InfoStateObservation", "envs.common:InfoStateObservation",
+                                    {"low": list(low), "high": list(high), "key": "state"}))
     if penalty is not None:
         wrappers.append(WrapperSpec("TruncationPenalty", "envs.common:TruncationPenalty", {"penalty": float(penalty)}))
     if spectrum:

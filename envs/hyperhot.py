@@ -89,6 +89,19 @@ def _state_names() -> tuple[str, ...]:
 STATE_NAMES = _state_names()
 
 
+def _state_bounds() -> tuple[np.ndarray, np.ndarray]:
+    """Bounds of each value of ``info["state"]``: the ship's clip range; an enemy's centre within a screen width
+    beyond either edge (dead enemies keep moving with the formation, which turns at the screen's edges); bullets'
+    corners on the screen (0 when inactive); flags 0/1; the formation's direction -1/+1."""
+    n = N_ENEMIES
+    low = [SHIP_X_MIN, *[0] * n, *[-WIDTH] * n, -1, 0, 0, 0, *[0] * n, *[0] * n, *[0] * n]
+    high = [SHIP_X_MAX, *[1] * n, *[2 * WIDTH] * n, 1, 1, WIDTH, HEIGHT, *[1] * n, *[WIDTH] * n, *[HEIGHT] * n]
+    return np.array(low, dtype=np.float32), np.array(high, dtype=np.float32)
+
+
+STATE_LOW, STATE_HIGH = _state_bounds()
+
+
 class HyperhotEnv(HumanRenderMixin, gym.Env[dict[str, np.ndarray], int]):
     """Shoot the four enemies before they hit you; observed one frame at a time as
     ``{"image": (80, 80), "sound": (4, 1047)}``.
@@ -304,3 +317,4 @@ class HyperhotEnv(HumanRenderMixin, gym.Env[dict[str, np.ndarray], int]):
             frame[max(y, 0) : y + BULLET, max(x, 0) : x + BULLET] = (250, 60, 60)
         frame = frame.repeat(2, axis=0).repeat(2, axis=1)
         return self._present(frame)
+

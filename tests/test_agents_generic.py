@@ -362,6 +362,12 @@ def test_pendulum_sound_and_hyperhot_are_the_generic_path_with_tuned_overrides()
     assert (hyperhot.algo, hyperhot.episode_steps, hyperhot["win_return"]) == ("dqn", 450, 10.0)
     hits = resolve_env("hyperhot_hits")
     assert hits.name == "hyperhot_hits" and hits.env_kwargs == {"hit_reward": 1.0} and hits["dataset"] == "hyperhot"
+    # the true-state reference: the same game observing info["state"], with the variant's reward
+    assert hyperhot["state_env_id"] == hits["state_env_id"] == "HyperhotState-v0"
+    from agents.common import _raw_env
+
+    state_env = _raw_env(hits, state=True)
+    assert state_env.unwrapped.hit_reward == 1.0 and state_env.observation_space.shape == (2, 25)
     assert set(TUNED["PendulumSound-v0"]) <= set(GENERIC) and "algo" not in TUNED["PendulumSound-v0"]
     tiny = resolve_env("TinySensorsBox-v0")
     assert {k: tiny[k] for k in GENERIC} == GENERIC  # an env without overrides gets the generic settings

@@ -324,3 +324,43 @@ def test_truncation_penalty_is_added_after_the_time_limit():
         env.unwrapped.enemy_bullet_active[:] = False  # no hit
         rewards.append(env.step(NOOP)[1])
     assert rewards == [0.0, 0.0, -1.0]
+
+
+def test_state_env_observes_the_rescaled_true_state_with_the_games_reward():
+    """HyperhotState-v0 (the true-state reference): each observation is info["state"] rescaled into [0, 1] by the
+    declared bounds, stacked like the sensors; the game, its reward variant and its time limit are Hyperhot's."""
+    from gymnasium.utils.env_checker import check_env
+
+    from envs.hyperhot import STATE_HIGH, STATE_LOW
+
+    check_env(gym.make("HyperhotState-v0"), skip_render_check=True)
+    env = gym.make("HyperhotState-v0", hit_reward=1.0)
+    assert env.observation_space == gym.spaces.Box(0.0, 1.0, shape=(2, 25), dtype=np.float32)
+    obs, info = env.reset(seed=3)
+    rng = np.random.default_rng(0)
+    for t in range(200):  # random play: bullets, kills and dead enemies drifting with the formation
+        expected = (info["state"] - STATE_LOW) / (STATE_HIGH - STATE_LOW)
+        np.testing.assert_allclose(obs[-1], expected, atol=1e-6)
+        assert obs in env.observation_space
+        obs, reward, term, trunc, info = env.step(int(rng.integers(6)))
+        if term or trunc:
+            obs, info = env.reset()
+    assert env.spec.max_episode_steps == 450
+    game = env.unwrapped  # the reward variant reached the game: a kill pays hit_reward
+    game.player_bullet = np.array([int(game.enemy_x[0]) - 3, ENEMY_Y + 8 + 2])
+    game.enemy_alive[0] = True
+    assert env.step(NOOP)[1] == 1.0
+
+
+def test_info_state_observation_refuses_a_value_outside_its_bounds():
+    from envs.common import InfoStateObservation
+    from envs.hyperhot import STATE_HIGH, STATE_LOW
+
+    narrow = STATE_HIGH.copy()
+    narrow[0] = 11.0  # the ship starts at x = 68
+    with pytest.raises(ValueError, match=r"info\['state'\]\[0\] = 68.0 is outside \[10.0, 11.0\]; widen"):
+        InfoStateObservation(HyperhotEnv(), STATE_LOW, narrow).reset(seed=0)
+    with pytest.raises(KeyError, match="no 'position'"):
+        InfoStateObservation(HyperhotEnv(), STATE_LOW, STATE_HIGH, key="position").reset(seed=0)
+    with pytest.raises(ValueError, match="high > low"):
+        InfoStateObservation(HyperhotEnv(), STATE_HIGH, STATE_LOW)
