@@ -118,7 +118,7 @@ def build_stages(args: argparse.Namespace) -> list[Stage]:
     agents_model = args.tuned_model or str(tuned / "checkpoints" / "best.pt")
     scout = out / "scout" / "all-seed0"
     onpolicy = out / "data" / "onpolicy.npz"
-    env_word = f"env_id={args.env}"
+    env_word = f"env_id={game_env_id(args.env)}"  # the model is the game's, whatever reward variant the agents get
     pre = [f"{k}={v}" for k, v in (s.split("=", 1) for s in args.pretrain_set)]
     agent_extra = list(args.agent_set)
     epochs = [f"epochs={args.pretrain_epochs}"] if args.pretrain_epochs else []
@@ -197,7 +197,9 @@ def write_record(out: Path, record: dict) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--env", required=True, help="a Gymnasium id with a Dict observation of >= 2 sensors, or module:Id")
+    p.add_argument("--env", required=True, help="a Gymnasium id with a Dict observation of >= 2 sensors, module:Id, or an "
+                                                      "agents/config.py alias (e.g. hyperhot_spectrum_hits: the "
+                                                      "agents get its reward, the model is its game's)")
     p.add_argument("--out", type=Path, required=True, help="the pipeline's folder (all stages write under it)")
     p.add_argument("--state-source", default="auto", help="the predictor's true state: auto | info:<key> | "
                                                           "sensor:<name> | none")
@@ -255,6 +257,15 @@ def _model_exists(name: str) -> bool:
     return Path(name).is_file() or name in pretrained.available()
 
 
+def game_env_id(env: str) -> str:
+    """The Gymnasium id whose MHVAE and dataset ``env`` uses: an alias of agents/config.py (a reward variant such
+    as ``hyperhot_spectrum_hits``) observes its game's sensors, so it is pretrained and evaluated as the game; any
+    other name is that id itself (``module:Id`` included)."""
+    from agents.config import ALIASES
+
+    return ALIASES[env]["env_id"] if env in ALIASES else env
+
+
 def check_env(env: str, state_source: str) -> None:
     """The environment and the state source, checked before any stage runs (a clear error, nothing written)."""
     import gymnasium as gym
@@ -264,7 +275,7 @@ def check_env(env: str, state_source: str) -> None:
     from mhvae_perception.data.spaces import check_observation_space
 
     collector.check_state_source(state_source)
-    env_id = collector.resolve_env_id(env)
+    env_id = collector.resolve_env_id(game_env_id(env))
     probe = gym.make(env_id)
     try:
         check_observation_space(probe.observation_space)

@@ -175,3 +175,16 @@ def test_dry_run_prints_the_stages_and_writes_nothing(tmp_path, capsys):
     assert [line.split(":")[0].split("] ")[1] for line in printed.splitlines() if line.startswith("[")] == \
         ["pretrain", "gate", "scout", "collect-onpolicy", "finetune", "transfer"]
     assert not (tmp_path / "p").exists()
+
+
+def test_an_alias_trains_its_agents_on_the_variant_and_its_model_on_the_game(tmp_path, monkeypatch):
+    """A reward variant (hyperhot_spectrum_hits: +1 per kill) observes its game's sensors: the model is
+    pretrained and evaluated on HyperhotSpectrum-v0, the agents get the variant's reward."""
+    out, calls = tmp_path / "a", []
+    monkeypatch.setattr(pipeline, "run_command", fake_runner(out, calls))
+    pipeline.main(["--env", "hyperhot_spectrum_hits", "--out", str(out), "--timesteps", "500", "--seeds", "0"])
+    stages = json.loads((out / "pipeline.json").read_text())["stages"]
+    assert "env_id=HyperhotSpectrum-v0 " in stages["pretrain"]["command"]
+    assert "env_id=HyperhotSpectrum-v0 " in stages["finetune"]["command"]
+    assert "env=hyperhot_spectrum_hits " in stages["scout"]["command"]
+    assert "env=hyperhot_spectrum_hits " in stages["transfer"]["command"]
