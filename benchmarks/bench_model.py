@@ -14,7 +14,7 @@ Prints, from one run:
   and the bfloat16 / float32 time of the matrix products at the training shapes (forward, dX, dW).
 
     python benchmarks/bench_model.py [--points 64] [--train-steps 40] [--skip-multivae] [--precision]
-    python benchmarks/bench_model.py --precision-detail   # loss terms per precision, the bf16 step's profile
+    python benchmarks/bench_model.py --precision-detail   # loss terms per precision, the bf16 step's profile and floor
 """
 from __future__ import annotations
 
@@ -130,6 +130,44 @@ def precision_detail() -> None:
     print("precision=bf16 MHVAE step, share of CPU time over 30 steps: " + ", ".join(
         f"{name} {100 * sum(e.self_cpu_time_total for e in events if is_kind(e.key)) / total:.0f} %"
         for name, is_kind in kinds.items()))
+    for kind in ("mhvae", "jmvae"):
+        step_floor(kind)
+
+
+def step_floor(kind: str, batch_size: int = 64) -> None:
+    """What a ``precision=bf16`` step cannot go below while weights and Adam stay float32: its bfloat16 products
+    (forward, dX, dW of every Linear), the fused Adam update and the weight casts, each timed alone, beside the
+    eager float32 step and the time 1.8x that step asks for (the rest of a step: normalisation, activations,
+    the loss, autograd and dispatch, must fit in the difference)."""
+    def timed(fn, repeats: int = 100) -> float:
+        for _ in range(10):
+            fn()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        return (time.perf_counter() - start) / repeats * 1e3
+
+    torch.manual_seed(0)
+    model = presets.build("mnist", kind, **PAPER_WARMUPS)
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    params = list(model.parameters())
+    for p in params:
+        p.grad = torch.randn_like(p)
+    adam = timed(torch.optim.Adam(params, lr=1e-3, fused=True).step)
+    low = [m.weight.detach().to(torch.bfloat16) for m in linears]
+    casts = timed(lambda: [m.weight.to(torch.bfloat16) for m in linears]) + timed(lambda: [w.float() for w in low])
+    shapes = [(torch.randn(batch_size, m.in_features), torch.randn(batch_size, m.out_features), m.weight.detach())
+              for m in linears]
+    products = {dtype: timed(lambda: [(x @ w.t(), g @ w, g.t() @ x) for x, g, w in operands])
+                for dtype, operands in ((dt, [tuple(t.to(dt) for t in s) for s in shapes])
+                                        for dt in (torch.float32, torch.bfloat16))}
+    fp32_step = 1e3 * batch_size / block_rate(precision_step(model, "fp32"), 40, batch_size)
+    floor = products[torch.bfloat16] + adam + casts
+    print(f"{kind.upper()} ({sum(p.numel() for p in params) / 1e6:.2f} M parameters, {len(linears)} Linear layers), "
+          f"ms per step of 64: eager float32 step {fp32_step:.1f} (its products {products[torch.float32]:.1f}); "
+          f"bf16 floor {floor:.1f} = products {products[torch.bfloat16]:.1f} + fused Adam {adam:.1f} + weight casts "
+          f"{casts:.1f}; 1.8x asks {fp32_step / 1.8:.1f}, leaving {fp32_step / 1.8 - floor:.1f} for everything else "
+          f"(the float32 step spends {fp32_step - products[torch.float32] - adam:.1f} on it)")
 
 
 def matmul_ratios(batch_size: int = 64, repeats: int = 200) -> list[str]:
@@ -256,7 +294,8 @@ def main() -> None:
     parser.add_argument("--precision", action="store_true",
                         help="only the training-step ratios of compiled and low-precision steps against float32")
     parser.add_argument("--precision-detail", action="store_true",
-                        help="only the loss terms of the low-precision modes and the bf16 step's profile")
+                        help="only the loss terms of the low-precision modes, the bf16 step's profile and its "
+                             "floor (products + Adam + casts) against the 1.8x budget")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()

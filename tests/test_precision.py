@@ -84,6 +84,27 @@ def test_a_compiled_loss_takes_each_new_epoch_without_recompiling(kind):
     torch._dynamo.reset()
 
 
+@pytest.mark.parametrize("kind", ["mhvae", "jmvae", "mvae"])
+def test_the_training_loss_compiles_into_one_graph(kind):
+    """No graph break in a training loss: MRD's keep mask comes from thresholds computed once per model (their
+    checks are Python branches on tensor values, which split the MHVAE's compiled step into five graphs), and it
+    is the shared sampler's mask for the same random numbers."""
+    from mhvae_perception.models.subsets import sample_keep_mask
+
+    torch._dynamo.reset()
+    model = presets.build("mnist", kind).train()
+    batch = {"image": torch.bernoulli(torch.full((8, 1, 28, 28), 0.3)),
+             "label": F.one_hot(torch.arange(8) % 10, 10).float()}
+    explained = torch._dynamo.explain(model.loss)(batch, epoch=torch.tensor(1.5, dtype=torch.float64))
+    assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]
+    torch._dynamo.reset()
+    if kind == "mhvae":
+        torch.manual_seed(5)
+        mask = model.sample_keep_mask(500)
+        torch.manual_seed(5)
+        assert torch.equal(mask, sample_keep_mask(model.drop_probs, 500)) and mask.any(1).all()
+
+
 def test_precision_is_checked_recorded_and_compared_on_resume(tmp_path, monkeypatch):
     from tests.test_pretrain import synthetic_mnist
     from mhvae_perception import data

@@ -18,7 +18,7 @@ from .base import Batch, LossOutput, MultimodalVAE, Query, canonical_queries, ev
 from .distributions import gaussian_kl, gaussian_log_prob, reparameterise, standard_normal_kl, standard_normal_log_prob
 from .networks import build_modality_networks, mlp, mlp_with_head
 from .specs import ModelConfig
-from .subsets import sample_keep_mask
+from .subsets import keep_mask_from_thresholds, keep_thresholds
 
 
 class MHVAE(MultimodalVAE):
@@ -47,6 +47,8 @@ class MHVAE(MultimodalVAE):
             self.prior_heads[m.name] = nn.Linear(core.hidden[0] if core.hidden else core.latent_dim, 2 * m.latent_dim)
         self.hidden_dims = {n: self.posterior_heads[n].in_features for n in self.modality_names}
         self.register_buffer("drop_probs", torch.tensor([m.dropout for m in config.modalities]))
+        # MRD's sampler thresholds, from the configuration's probabilities once (CPU float64, not in the state dict)
+        self._keep_thresholds = keep_thresholds([m.dropout for m in config.modalities])
 
     # ------------------------------------------------------------ pieces
     def modality_posterior(self, name: str, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
@@ -87,7 +89,7 @@ class MHVAE(MultimodalVAE):
         """Modality representation dropout mask (True = kept): each h_i dropped with probability w_i,
         conditioned on at least one kept, sampled exactly in bounded time (the shared sampler of
         :mod:`mhvae_perception.models.subsets`; marginal keep rate (1 - w_i) / P(at least one kept))."""
-        return sample_keep_mask(self.drop_probs, batch_size)
+        return keep_mask_from_thresholds(self._keep_thresholds, batch_size, self.drop_probs.device)
 
     # ------------------------------------------------------------ interface
     def posterior(self, x: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,8 +25,8 @@ import torch
 
 FailureSpec = Union[float, int, Mapping[str, float]]
 
-__all__ = ["keep_thresholds", "keep_from_uniforms", "sample_keep_mask", "sample_keep", "subset_probabilities",
-           "parse_failure_probs"]
+__all__ = ["keep_thresholds", "keep_from_uniforms", "sample_keep_mask", "keep_mask_from_thresholds", "sample_keep",
+           "subset_probabilities", "parse_failure_probs"]
 
 
 def keep_thresholds(fail_probs: torch.Tensor | Sequence[float] | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,10 +73,19 @@ def sample_keep_mask(fail_probs: torch.Tensor | Sequence[float], batch_size: int
                      ) -> torch.Tensor:
     """(batch_size, n) boolean mask, True = kept, exactly from the conditional law above (torch RNG)."""
     probs = torch.as_tensor(fail_probs)
-    device = probs.device if device is None else torch.device(device)
+    return keep_mask_from_thresholds(keep_thresholds(probs), batch_size, probs.device if device is None else device,
+                                     generator)
+
+
+def keep_mask_from_thresholds(thresholds: tuple[torch.Tensor, torch.Tensor], batch_size: int,
+                              device: torch.device | str, generator: torch.Generator | None = None) -> torch.Tensor:
+    """:func:`sample_keep_mask` from thresholds computed once (:func:`keep_thresholds`): no data-dependent
+    check runs, so a compiled training step draws its mask inside one graph (the checks are Python branches on
+    tensor values, each a graph break)."""
+    device = torch.device(device)
     dtype = torch.float32 if device.type == "mps" else torch.float64  # float64 resolves p = 1 - 1e-12
-    keep, first = (t.to(device=device, dtype=dtype) for t in keep_thresholds(probs))
-    uniforms = torch.rand(int(batch_size), probs.numel(), generator=generator, device=device, dtype=dtype)
+    keep, first = (t.to(device=device, dtype=dtype) for t in thresholds)
+    uniforms = torch.rand(int(batch_size), keep.shape[0], generator=generator, device=device, dtype=dtype)
     return keep_from_uniforms(uniforms, keep, first)
 
 
