@@ -26,7 +26,11 @@ with ``--model`` (a checkpoint or shipped name: the ``pretrain`` stage becomes i
 its predictor) or ``--tuned-model`` (already fine-tuned on an agent's states: ``scout``, ``collect-onpolicy`` and
 ``finetune`` are left out and the agents are trained on it)::
 
-    python agents/pipeline.py --env Hyperhot-v0 --out runs/pipeline/Hyperhot-v0 --tuned-model hyperhot-mhvae-pipeline
+    python agents/pipeline.py --env hyperhot_spectrum_hits --out runs/pipeline/HyperhotSpectrum-v0 \
+        --tuned-model hyperhot_spectrum-mhvae-pipeline --timesteps 500000 --seeds 0 1 --test-episodes 100
+
+``--env`` may be an alias of agents/config.py, a reward variant of a game (``hyperhot_spectrum_hits``: +1 per
+enemy killed): its model is pretrained and evaluated on the game's id, its agents get the variant's reward.
 
 ``--stop-after STAGE`` ends the run there (a session too short for the whole pipeline ships or commits that
 stage's product; the same command without it goes on from the next stage).
