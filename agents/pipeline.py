@@ -201,9 +201,9 @@ def write_record(out: Path, record: dict) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--env", required=True, help="a Gymnasium id with a Dict observation of >= 2 sensors, module:Id, or an "
-                                                      "agents/config.py alias (e.g. hyperhot_spectrum_hits: the "
-                                                      "agents get its reward, the model is its game's)")
+    p.add_argument("--env", required=True,
+                   help="a Gymnasium id with a Dict observation of >= 2 sensors, module:Id, or an agents/config.py "
+                        "alias (e.g. hyperhot_spectrum_hits: the agents get its reward, the model is its game's)")
     p.add_argument("--out", type=Path, required=True, help="the pipeline's folder (all stages write under it)")
     p.add_argument("--state-source", default="auto", help="the predictor's true state: auto | info:<key> | "
                                                           "sensor:<name> | none")

@@ -38,5 +38,6 @@ if "HyperhotSpectrum-v0" not in registry:
 if "HyperhotState-v0" not in registry:  # the true-state reference of Hyperhot's transfer tables (no sensors)
     register(id="HyperhotState-v0", entry_point="envs.hyperhot:HyperhotEnv",
              max_episode_steps=MAX_EPISODE_STEPS["HyperhotState-v0"],
-             additional_wrappers=registered_wrappers(penalty=-1.0, info_state=(STATE_LOW.tolist(), STATE_HIGH.tolist())))
+             additional_wrappers=registered_wrappers(penalty=-1.0,
+                                                     info_state=(STATE_LOW.tolist(), STATE_HIGH.tolist())))
 register_presets()

@@ -317,4 +317,3 @@ class HyperhotEnv(HumanRenderMixin, gym.Env[dict[str, np.ndarray], int]):
             frame[max(y, 0) : y + BULLET, max(x, 0) : x + BULLET] = (250, 60, 60)
         frame = frame.repeat(2, axis=0).repeat(2, axis=1)
         return self._present(frame)
-
