@@ -64,14 +64,9 @@ def env_settings(env: str | AgentEnv) -> AgentEnv:
 # ------------------------------------------------------------------------------------------ environments
 def _raw_env(env: AgentEnv, state: bool, render_mode: str | None = None, episode_steps: int | None = None) -> gym.Env:
     """One instance of the environment (or of its state reference), its episodes ``episode_steps`` long."""
-    steps = int(episode_steps or env.episode_steps)
-    if state:
-        if env["state_env_id"] is None:
-            raise ValueError("this environment has no low-dimensional state environment (state=True)")
-        render = {} if render_mode is None else {"render_mode": render_mode}  # an env may take no render_mode
-        # the env's keyword arguments (e.g. Hyperhot's hit_reward) hold for its state env too: same game, same reward
-        return gym.make(env["state_env_id"], max_episode_steps=steps, **render, **env.env_kwargs)
-    return make_env(env, steps, render_mode)
+    if state and env["state_env_id"] is None:
+        raise ValueError("this environment has no low-dimensional state environment (state=True)")
+    return make_env(env, episode_steps, render_mode, state=state)
 
 
 def make_vec_env(env: str | AgentEnv, modalities, mhvae: Any = None, n_envs: int = 1, state: bool = False,

@@ -170,12 +170,16 @@ def resolve_env(name: Any, user_given: bool = True) -> AgentEnv:
     return AgentEnv(canonical, env_id, sensors, action_space, algo, int(steps), settings)
 
 
-def make_env(env: AgentEnv, episode_steps: int | None = None, render_mode: str | None = None) -> gym.Env:
-    """One instance of ``env`` whose episodes end after ``episode_steps`` (default: the env's)."""
+def make_env(env: AgentEnv, episode_steps: int | None = None, render_mode: str | None = None,
+             state: bool = False) -> gym.Env:
+    """One instance of ``env`` (with ``state``: of its true-state environment, ``state_env_id``) whose episodes
+    end after ``episode_steps`` (default: the env's). The env's keyword arguments (e.g. Hyperhot's ``hit_reward``)
+    hold for its state environment too: the same game with the same reward."""
+    env_id = env["state_env_id"] if state else env.env_id
     steps = int(episode_steps or env.episode_steps)
-    limit = {} if steps == gym.spec(env.env_id).max_episode_steps else {"max_episode_steps": steps}
+    limit = {} if steps == gym.spec(env_id).max_episode_steps else {"max_episode_steps": steps}
     render = {} if render_mode is None else {"render_mode": render_mode}  # an env may take no render_mode
-    return gym.make(env.env_id, **render, **limit, **env.env_kwargs)
+    return gym.make(env_id, **render, **limit, **env.env_kwargs)
 
 
 def recorded_env(meta: Mapping[str, Any], given: Any = None) -> AgentEnv:

@@ -139,29 +139,24 @@ def step_floor(kind: str, batch_size: int = 64) -> None:
     (forward, dX, dW of every Linear), the fused Adam update and the weight casts, each timed alone, beside the
     eager float32 step and the time 1.8x that step asks for (the rest of a step: normalisation, activations,
     the loss, autograd and dispatch, must fit in the difference)."""
-    def timed(fn, repeats: int = 100) -> float:
-        for _ in range(10):
-            fn()
-        start = time.perf_counter()
-        for _ in range(repeats):
-            fn()
-        return (time.perf_counter() - start) / repeats * 1e3
-
     torch.manual_seed(0)
     model = presets.build("mnist", kind, **PAPER_WARMUPS)
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     params = list(model.parameters())
     for p in params:
         p.grad = torch.randn_like(p)
-    adam = timed(torch.optim.Adam(params, lr=1e-3, fused=True).step)
+    ms = 1e3  # mean_seconds -> milliseconds
+    adam = ms * mean_seconds(torch.optim.Adam(params, lr=1e-3, fused=True).step)
     low = [m.weight.detach().to(torch.bfloat16) for m in linears]
-    casts = timed(lambda: [m.weight.to(torch.bfloat16) for m in linears]) + timed(lambda: [w.float() for w in low])
-    shapes = [(torch.randn(batch_size, m.in_features), torch.randn(batch_size, m.out_features), m.weight.detach())
-              for m in linears]
-    products = {dtype: timed(lambda: [(x @ w.t(), g @ w, g.t() @ x) for x, g, w in operands])
-                for dtype, operands in ((dt, [tuple(t.to(dt) for t in s) for s in shapes])
-                                        for dt in (torch.float32, torch.bfloat16))}
-    fp32_step = 1e3 * batch_size / block_rate(precision_step(model, "fp32"), 40, batch_size)
+    casts = ms * (mean_seconds(lambda: [m.weight.to(torch.bfloat16) for m in linears])
+                  + mean_seconds(lambda: [w.float() for w in low]))
+    products = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        operands = [(torch.randn(batch_size, m.in_features, dtype=dtype),
+                     torch.randn(batch_size, m.out_features, dtype=dtype), m.weight.detach().to(dtype))
+                    for m in linears]
+        products[dtype] = ms * mean_seconds(lambda: [(x @ w.t(), g @ w, g.t() @ x) for x, g, w in operands])
+    fp32_step = ms * batch_size / block_rate(precision_step(model, "fp32"), 40, batch_size)
     floor = products[torch.bfloat16] + adam + casts
     print(f"{kind.upper()} ({sum(p.numel() for p in params) / 1e6:.2f} M parameters, {len(linears)} Linear layers), "
           f"ms per step of 64: eager float32 step {fp32_step:.1f} (its products {products[torch.float32]:.1f}); "
@@ -170,23 +165,26 @@ def step_floor(kind: str, batch_size: int = 64) -> None:
           f"(the float32 step spends {fp32_step - products[torch.float32] - adam:.1f} on it)")
 
 
+def mean_seconds(fn, repeats: int = 100) -> float:
+    """Mean wall time of one call of ``fn`` over ``repeats`` calls, after 10 warm-up calls."""
+    for _ in range(10):
+        fn()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+
+
 def matmul_ratios(batch_size: int = 64, repeats: int = 200) -> list[str]:
     """bfloat16 / float32 time of the products of one Linear layer's step at the MNIST networks' shapes."""
-    def timed(fn) -> float:
-        for _ in range(10):
-            fn()
-        start = time.perf_counter()
-        for _ in range(repeats):
-            fn()
-        return (time.perf_counter() - start) / repeats
-
     lines = []
     for fan_in, fan_out in ((784, 512), (512, 512), (512, 784), (128, 128)):
         times = {}
         for dtype in (torch.float32, torch.bfloat16):
             x, w = torch.randn(batch_size, fan_in, dtype=dtype), torch.randn(fan_out, fan_in, dtype=dtype)
             g = torch.randn(batch_size, fan_out, dtype=dtype)
-            times[dtype] = timed(lambda: x @ w.t()) + timed(lambda: g @ w) + timed(lambda: g.t() @ x)
+            products = (lambda: x @ w.t(), lambda: g @ w, lambda: g.t() @ x)  # forward, dX, dW
+            times[dtype] = sum(mean_seconds(fn, repeats) for fn in products)
         lines.append(f"  {batch_size}x{fan_in} @ {fan_in}x{fan_out} (forward + dX + dW): float32 "
                      f"{times[torch.float32] * 1e6:.0f} us, bfloat16 {times[torch.bfloat16] * 1e6:.0f} us "
                      f"-> {times[torch.float32] / times[torch.bfloat16]:.2f}x")

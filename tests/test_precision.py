@@ -103,6 +103,8 @@ def test_the_training_loss_compiles_into_one_graph(kind):
         mask = model.sample_keep_mask(500)
         torch.manual_seed(5)
         assert torch.equal(mask, sample_keep_mask(model.drop_probs, 500)) and mask.any(1).all()
+        # the thresholds move with the model, once (no copy from the host in each step on another device)
+        assert {t.device.type for t in model.to("meta")._keep_thresholds} == {"meta"}
 
 
 def test_precision_is_checked_recorded_and_compared_on_resume(tmp_path, monkeypatch):

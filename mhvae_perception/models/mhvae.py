@@ -18,7 +18,7 @@ from .base import Batch, LossOutput, MultimodalVAE, Query, canonical_queries, ev
 from .distributions import gaussian_kl, gaussian_log_prob, reparameterise, standard_normal_kl, standard_normal_log_prob
 from .networks import build_modality_networks, mlp, mlp_with_head
 from .specs import ModelConfig
-from .subsets import keep_mask_from_thresholds, keep_thresholds
+from .subsets import keep_mask_from_thresholds, keep_thresholds, mask_dtype
 
 
 class MHVAE(MultimodalVAE):
@@ -47,8 +47,21 @@ class MHVAE(MultimodalVAE):
             self.prior_heads[m.name] = nn.Linear(core.hidden[0] if core.hidden else core.latent_dim, 2 * m.latent_dim)
         self.hidden_dims = {n: self.posterior_heads[n].in_features for n in self.modality_names}
         self.register_buffer("drop_probs", torch.tensor([m.dropout for m in config.modalities]))
-        # MRD's sampler thresholds, from the configuration's probabilities once (CPU float64, not in the state dict)
-        self._keep_thresholds = keep_thresholds([m.dropout for m in config.modalities])
+        self._place_keep_thresholds()
+
+    def _place_keep_thresholds(self) -> None:
+        """MRD's sampler thresholds, computed from the configuration on the model's device (not in the state dict):
+        a training step then draws its mask without a check on tensor values (a graph break when compiled) and
+        without a copy from the host (which makes a GPU step wait)."""
+        device = self.drop_probs.device
+        self._keep_thresholds = tuple(t.to(device=device, dtype=mask_dtype(device))
+                                      for t in keep_thresholds([m.dropout for m in self.config.modalities]))
+
+    def _apply(self, fn, recurse: bool = True):
+        """``Module.to`` / ``cuda`` / ...: the thresholds follow the model's device."""
+        super()._apply(fn, recurse)
+        self._place_keep_thresholds()
+        return self
 
     # ------------------------------------------------------------ pieces
     def modality_posterior(self, name: str, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:

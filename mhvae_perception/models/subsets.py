@@ -25,8 +25,8 @@ import torch
 
 FailureSpec = Union[float, int, Mapping[str, float]]
 
-__all__ = ["keep_thresholds", "keep_from_uniforms", "sample_keep_mask", "keep_mask_from_thresholds", "sample_keep",
-           "subset_probabilities", "parse_failure_probs"]
+__all__ = ["keep_thresholds", "keep_from_uniforms", "sample_keep_mask", "keep_mask_from_thresholds", "mask_dtype",
+           "sample_keep", "subset_probabilities", "parse_failure_probs"]
 
 
 def keep_thresholds(fail_probs: torch.Tensor | Sequence[float] | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,14 +77,19 @@ def sample_keep_mask(fail_probs: torch.Tensor | Sequence[float], batch_size: int
                                      generator)
 
 
+def mask_dtype(device: torch.device) -> torch.dtype:
+    """The sampler's floating type on ``device``: float64 resolves p = 1 - 1e-12; MPS has no float64."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 def keep_mask_from_thresholds(thresholds: tuple[torch.Tensor, torch.Tensor], batch_size: int,
                               device: torch.device | str, generator: torch.Generator | None = None) -> torch.Tensor:
     """:func:`sample_keep_mask` from thresholds computed once (:func:`keep_thresholds`): no data-dependent
     check runs, so a compiled training step draws its mask inside one graph (the checks are Python branches on
     tensor values, each a graph break)."""
     device = torch.device(device)
-    dtype = torch.float32 if device.type == "mps" else torch.float64  # float64 resolves p = 1 - 1e-12
-    keep, first = (t.to(device=device, dtype=dtype) for t in thresholds)
+    dtype = mask_dtype(device)
+    keep, first = (t.to(device=device, dtype=dtype) for t in thresholds)  # no copy when they are there already
     uniforms = torch.rand(int(batch_size), keep.shape[0], generator=generator, device=device, dtype=dtype)
     return keep_from_uniforms(uniforms, keep, first)
 
